@@ -1,0 +1,1 @@
+"""Input pipelines, data sources and procedural generators."""

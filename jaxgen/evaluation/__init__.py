@@ -1,0 +1,1 @@
+"""Evaluation: Inception features, FID/KID/IS, paired image metrics."""

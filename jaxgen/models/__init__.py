@@ -1,0 +1,1 @@
+"""Flax linen modules. Models hold no losses or optimizers."""
