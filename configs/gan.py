@@ -1,0 +1,53 @@
+r"""DCGAN on handwritten signatures.
+
+Real scans (one sub-folder per signer):
+  python -m jaxgen.main --config=configs/gan.py --workdir=runs/gan \
+      --config.data.root=../shared/data/signatures
+Embedded procedural signatures, CPU minutes:
+  python -m jaxgen.main --config=configs/gan.py:demo --workdir=runs/gan_demo
+Options after the colon: demo, tiny (for tests), res=64|128, steps=N.
+"""
+
+import ml_collections
+
+from jaxgen import configlib
+
+
+def get_config(arg=None):
+  """Returns the DCGAN config; see the module docstring for variants."""
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, res=64, steps=0)
+  c = ml_collections.ConfigDict()
+  c.task = "gan"
+  c.seed = 0
+  c.data = configlib.signature_data(demo=arg.demo or arg.tiny, res=arg.res)
+  c.data.augment.update(scale=0.05, rotation=3.0, translation=0.03)
+  c.model = ml_collections.ConfigDict(dict(
+      z_dim=100,
+      g_width=64,         # Generator channels at the last block; x2 per level.
+      d_width=64,         # Discriminator channels at the first block.
+      max_width=512,
+      upsample_impl="auto",
+      downsample_impl="auto",
+  ))
+  c.gan = ml_collections.ConfigDict(dict(
+      loss="bce",          # Non-saturating; or "lsgan", "hinge".
+      d_steps=1,           # Discriminator updates per generator update.
+      g_steps=1,           # Generator updates per discriminator update.
+  ))
+  c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
+  c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
+  c.train = configlib.train_defaults(
+      batch_size=64, num_steps=20_000, best_metric="eval/swd", best_mode="min")
+  if arg.demo:
+    c.model.update(g_width=32, d_width=32)
+    c.train.update(num_steps=1500, log_every=50, eval_every=500,
+                   sample_every=500, checkpoint_every=500)
+  if arg.tiny:
+    c.data.update(res=16, num_writers=6, per_writer=4)
+    c.model.update(z_dim=8, g_width=4, d_width=4, max_width=8)
+    c.train.update(batch_size=8, num_steps=6, log_every=2, eval_every=3,
+                   eval_batches=1, sample_every=3, num_samples=4,
+                   checkpoint_every=3, data_threads=0)
+  if arg.steps:
+    c.train.num_steps = arg.steps
+  return c

@@ -1,0 +1,52 @@
+r"""Convolutional VAE on handwritten signatures.
+
+Real scans (one sub-folder per signer):
+  python -m jaxgen.main --config=configs/vae.py --workdir=runs/vae \
+      --config.data.root=../shared/data/signatures
+Embedded procedural signatures, CPU minutes:
+  python -m jaxgen.main --config=configs/vae.py:demo --workdir=runs/vae_demo
+Options after the colon: demo, tiny (for tests), res=64|128, steps=N.
+"""
+
+import ml_collections
+
+from jaxgen import configlib
+
+
+def get_config(arg=None):
+  """Returns the VAE config; see the module docstring for variants."""
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, res=64, steps=0)
+  c = ml_collections.ConfigDict()
+  c.task = "vae"
+  c.seed = 0
+  c.data = configlib.signature_data(demo=arg.demo or arg.tiny, res=arg.res)
+  c.model = ml_collections.ConfigDict(dict(
+      width=32,            # Channels of the first conv; doubles per level.
+      max_width=256,
+      latent_dim=32,
+      upsample_impl="auto",
+      downsample_impl="auto",
+  ))
+  c.loss = ml_collections.ConfigDict(dict(
+      recon="bce",         # Or "mse".
+      beta=1.0,            # Weight of the KL term.
+      warmup_steps=2000,   # Linear KL warm-up from 0 to beta (0 = off).
+  ))
+  c.optim = configlib.adam(lr=1e-3, b1=0.9, b2=0.999)
+  c.train = configlib.train_defaults(
+      batch_size=64, num_steps=20_000, best_metric="eval/elbo",
+      best_mode="min")
+  if arg.demo:
+    c.train.update(num_steps=1500, log_every=50, eval_every=500,
+                   sample_every=500, checkpoint_every=500)
+    c.loss.warmup_steps = 300
+  if arg.tiny:
+    c.data.update(res=16, num_writers=6, per_writer=4)
+    c.model.update(width=4, max_width=8, latent_dim=4)
+    c.loss.warmup_steps = 2
+    c.train.update(batch_size=8, num_steps=6, log_every=2, eval_every=3,
+                   eval_batches=1, sample_every=3, num_samples=4,
+                   checkpoint_every=3, data_threads=0)
+  if arg.steps:
+    c.train.num_steps = arg.steps
+  return c

@@ -1,0 +1,151 @@
+"""Checkpoints with orbax: the last k, the best by a metric, exact resume.
+
+A checkpoint holds everything a resume needs: the task state (parameters,
+optimizer states, step), the input iterator's position, and the config, so
+that later tools (evaluate, sample) need no flags repeated. The RNG is a
+function of (config.seed, step), so it is restored with the step.
+
+Layout: WORKDIR/checkpoints/<step>/ (latest k) and WORKDIR/best/<step>/.
+"""
+
+import json
+import os
+from typing import Any, Optional, Tuple
+
+from absl import logging
+import ml_collections
+import orbax.checkpoint as ocp
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict:
+  """A JSON-safe dict of the config."""
+  return json.loads(config.to_json_best_effort())
+
+
+class Checkpointer:
+  """Saves and restores the latest k checkpoints and the best one.
+
+  Attributes:
+    best_value: the best metric value seen so far (None before the first).
+  """
+
+  def __init__(self, workdir: str, keep: int = 3, best_metric: str = "",
+               best_mode: str = "min"):
+    if best_mode not in ("min", "max"):
+      raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
+    self.workdir = os.path.abspath(workdir)
+    items = ("state", "data", "meta")
+    self.latest = ocp.CheckpointManager(
+        os.path.join(self.workdir, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_names=items)
+    self.best_metric, self.best_mode = best_metric, best_mode
+    self.best = None
+    self.best_value = None
+    if best_metric:
+      self.best = ocp.CheckpointManager(
+          os.path.join(self.workdir, "best"),
+          options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+          item_names=items)
+      step = self.best.latest_step()
+      if step is not None:
+        meta = self.best.restore(
+            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        self.best_value = meta.get("metrics", {}).get(best_metric)
+
+  @staticmethod
+  def _args(state, data_state, meta):
+    return ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              data=ocp.args.JsonSave(data_state),
+                              meta=ocp.args.JsonSave(meta))
+
+  def save(self, step: int, state, data_state: dict, config,
+           metrics: Optional[dict] = None) -> bool:
+    """Saves a checkpoint at `step` unless one exists there already."""
+    if step in self.latest.all_steps():
+      return False
+    meta = {"step": step, "config": config_to_json(config),
+            "metrics": metrics or {}}
+    self.latest.save(step, args=self._args(state, data_state, meta),
+                     force=True)
+    logging.info("Saved checkpoint at step %d to %s.", step,
+                 self.latest.directory)
+    return True
+
+  def maybe_save_best(self, step: int, state, data_state: dict, config,
+                      metrics: dict) -> bool:
+    """Saves to best/ when `metrics[best_metric]` improves; returns whether."""
+    if self.best is None or self.best_metric not in metrics:
+      return False
+    value = float(metrics[self.best_metric])
+    better = (self.best_value is None or
+              (value < self.best_value if self.best_mode == "min"
+               else value > self.best_value))
+    if not better or value != value:  # NaN never wins.
+      return False
+    self.best_value = value
+    meta = {"step": step, "config": config_to_json(config),
+            "metrics": {k: float(v) for k, v in metrics.items()}}
+    self.best.save(step, args=self._args(state, data_state, meta), force=True)
+    logging.info("New best %s=%.5g at step %d.", self.best_metric, value, step)
+    return True
+
+  def latest_step(self) -> Optional[int]:
+    return self.latest.latest_step()
+
+  def restore(self, target_state, which: str = "latest",
+              step: Optional[int] = None) -> Tuple[Any, dict, dict]:
+    """Restores (state, data_state, meta) shaped and sharded like the target.
+
+    Args:
+      target_state: a freshly initialised state (structure, dtypes, sharding).
+      which: "latest" or "best".
+      step: a specific step (default: the newest in that directory).
+
+    Returns:
+      (state, data iterator state, meta dict with "step", "config", "metrics").
+    """
+    mngr = self.best if which == "best" else self.latest
+    if mngr is None:
+      raise ValueError("No best checkpoint: config.train.best_metric is unset.")
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No {which} checkpoint in {self.workdir}.")
+    out = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target_state),
+        data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+    return out["state"], out["data"], out["meta"]
+
+  def wait(self):
+    self.latest.wait_until_finished()
+    if self.best is not None:
+      self.best.wait_until_finished()
+
+  def close(self):
+    self.latest.close()
+    if self.best is not None:
+      self.best.close()
+
+
+def stored_config(workdir: str, which: str = "latest") -> ml_collections.ConfigDict:
+  """The config saved with a run's newest (or best) checkpoint.
+
+  Args:
+    workdir: the run's workdir.
+    which: "latest" or "best".
+
+  Returns:
+    The ConfigDict the run was trained with.
+  """
+  sub = "best" if which == "best" else "checkpoints"
+  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), sub),
+                               item_names=("state", "data", "meta"))
+  step = mngr.latest_step()
+  if step is None:
+    raise FileNotFoundError(
+        f"No checkpoint under {os.path.join(workdir, sub)}; train first with "
+        "python -m jaxgen.main --config=... --workdir=" + workdir)
+  meta = mngr.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore()))["meta"]
+  mngr.close()
+  return ml_collections.ConfigDict(meta["config"])

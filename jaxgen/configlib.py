@@ -1,0 +1,186 @@
+"""Helpers shared by the files in configs/: argument parsing and defaults.
+
+A config file's `get_config(arg)` receives whatever follows the colon in
+`--config=configs/vae.py:demo,res=64`. `parse_arg` turns that string into a
+ConfigDict of typed options, with bare words as boolean flags (big_vision
+style).
+"""
+
+import ml_collections
+
+
+def parse_arg(arg, lazy=False, **spec):
+  """Parses "a,b=3,c=x" against defaults in `spec`.
+
+  Args:
+    arg: the string after the colon, or None.
+    lazy: if True, unknown keys are accepted as strings.
+    **spec: option names with their default values; the default's type is
+      used to parse the given value.
+
+  Returns:
+    A ConfigDict with every option of `spec` (and given lazy ones).
+
+  Raises:
+    ValueError: for an unknown option, naming the valid ones.
+  """
+  out = ml_collections.ConfigDict(dict(spec))
+  if not arg:
+    return out
+  for item in arg.split(","):
+    if not item:
+      continue
+    key, has_value, value = item.partition("=")
+    if key not in spec and not lazy:
+      raise ValueError(
+          f"Unknown config option {key!r} in {arg!r}; valid options: "
+          f"{', '.join(sorted(spec))}.")
+    default = spec.get(key, "")
+    if not has_value:
+      if not isinstance(default, bool) and key in spec:
+        raise ValueError(f"Config option {key!r} needs a value ({key}=...).")
+      out[key] = True
+      continue
+    if isinstance(default, bool):
+      lowered = value.lower()
+      if lowered not in ("true", "false", "1", "0"):
+        raise ValueError(f"Config option {key!r} takes true/false, got "
+                         f"{value!r}.")
+      out[key] = lowered in ("true", "1")
+    elif isinstance(default, int):
+      out[key] = int(value)
+    elif isinstance(default, float):
+      out[key] = float(value)
+    else:
+      out[key] = value
+  return out
+
+
+def train_defaults(**overrides) -> ml_collections.ConfigDict:
+  """Loop settings shared by every task (see jaxgen/train.py).
+
+  Args:
+    **overrides: values that replace the defaults.
+
+  Returns:
+    A ConfigDict for `config.train`.
+  """
+  c = ml_collections.ConfigDict(dict(
+      batch_size=64,
+      num_steps=10_000,       # Total optimisation steps (the loop's length).
+      # Intervals in steps; a value <= 0 means once per epoch.
+      log_every=50,
+      eval_every=1000,
+      eval_batches=-1,        # -1: the whole test split.
+      sample_every=1000,
+      num_samples=64,         # Images in a sample grid.
+      checkpoint_every=1000,  # Also saved at each epoch end and at the end.
+      checkpoint_at_epoch_end=True,
+      keep=3,                 # Keep the last k checkpoints...
+      best_metric="",         # ...and the best by this eval metric ("" = off).
+      best_mode="min",
+      data_threads=2,
+      prefetch=4,
+  ))
+  c.update(overrides)
+  return c
+
+
+def adam(lr=2e-4, b1=0.5, b2=0.999, **extra) -> ml_collections.ConfigDict:
+  """An Adam optimizer config (see jaxgen/optim.py)."""
+  c = ml_collections.ConfigDict(dict(
+      lr=lr, b1=b1, b2=b2, weight_decay=0.0, grad_clip=0.0,
+      schedule="constant", decay_start=0.5, warmup_steps=0))
+  c.update(extra)
+  return c
+
+
+def augment_defaults(enabled=True, **overrides) -> ml_collections.ConfigDict:
+  """Augmentation switches (see jaxgen/data/augment.py); 0 disables each."""
+  c = ml_collections.ConfigDict(dict(
+      scale=0.1 if enabled else 0.0,
+      rotation=5.0 if enabled else 0.0,
+      translation=0.05 if enabled else 0.0,
+      noise=0.0,
+      crop=0.0,
+  ))
+  c.update(overrides)
+  return c
+
+
+def signature_data(demo: bool, res: int, root: str = "") -> ml_collections.ConfigDict:
+  """Data config for the signature tasks.
+
+  Args:
+    demo: use the embedded procedural signatures (no files needed).
+    res: image resolution (square).
+    root: folder with one sub-folder per signer (real-data default).
+
+  Returns:
+    A ConfigDict for `config.data`.
+  """
+  return ml_collections.ConfigDict(dict(
+      name="synthetic_signatures" if demo else "signatures",
+      root=root,
+      res=res,
+      invert=True,         # Ink = 1 on background 0.
+      binarize=True,
+      test_fraction=0.2,   # Fraction of writers held out.
+      on_bad_file="error",  # Or "skip": warn and count.
+      num_writers=64,      # Procedural data only.
+      per_writer=24,       # Procedural data only.
+      seed=0,
+      augment=augment_defaults(),
+  ))
+
+
+def unknown_override(config: ml_collections.ConfigDict, argv, flag="config"):
+  """Finds the first `--config.a.b=v` in argv naming a missing field.
+
+  Args:
+    config: the loaded config.
+    argv: command-line arguments.
+    flag: the config flag's name.
+
+  Returns:
+    A message naming the bad field and the valid fields at that level, or None
+    when every override names an existing field.
+  """
+  prefix = f"--{flag}."
+  for arg in argv:
+    if not arg.startswith(prefix):
+      continue
+    path = arg[len(prefix):].split("=", 1)[0]
+    node, seen = config, []
+    for part in path.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        where = ".".join([flag] + seen)
+        valid = (", ".join(sorted(node.keys()))
+                 if isinstance(node, ml_collections.ConfigDict) else
+                 "(none: it is a value, not a group)")
+        return (f"Unknown config field {path!r} in {arg!r}: {where} has no "
+                f"field {part!r}. Valid fields of {where}: {valid}.")
+      node = node[part]
+      seen.append(part)
+  return None
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads "path/to/config.py[:arg]" the way --config does.
+
+  Args:
+    spec: a config file path, optionally followed by ":" and its argument.
+
+  Returns:
+    The ConfigDict returned by the file's get_config.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No config file at {path!r}.")
+  module_spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

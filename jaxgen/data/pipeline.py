@@ -1,0 +1,173 @@
+"""Input pipelines: named dataset builders and grain iterators over them.
+
+Every dataset is a random-access source (grain's `RandomAccessDataSource`
+protocol: `__len__` and `__getitem__` returning a dict of numpy arrays) plus
+an optional per-element augmentation driven by a `np.random.Generator`.
+Training batches come from a deterministic, seedable and checkpointable grain
+iterator; evaluation batches are ordered, padded to full batches and masked.
+
+A dataset is added by decorating a builder with `@register("name")`; the
+builder takes (data config, split) and returns a `Dataset`.
+"""
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+Element = Dict[str, np.ndarray]
+RandomMap = Callable[[Element, np.random.Generator], Element]
+
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass
+class Dataset:
+  """A source and how to augment its training elements.
+
+  Attributes:
+    source: random-access source of element dicts.
+    augment: element, rng -> element, applied to training batches only.
+    info: free-form facts about the data (e.g. number of writers).
+  """
+  source: Any
+  augment: Optional[RandomMap] = None
+  info: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_BUILDERS: Dict[str, Callable[[ml_collections.ConfigDict, str], Dataset]] = {}
+# Builders living in modules with heavy imports are registered lazily: the
+# name maps to the module that registers it on import.
+_LAZY = {
+    "synthetic_signatures": "jaxgen.data.signature_datasets",
+    "signatures": "jaxgen.data.signature_datasets",
+    "cifar": "jaxgen.data.cifar",
+    "paired_folder": "jaxgen.data.paired_datasets",
+    "procedural_faces": "jaxgen.data.paired_datasets",
+    "sketchified_folder": "jaxgen.data.paired_datasets",
+}
+
+
+def register(name: str):
+  """Decorator registering a dataset builder under `name`."""
+  def wrap(fn):
+    _BUILDERS[name] = fn
+    return fn
+  return wrap
+
+
+def register_lazy(name: str, module: str) -> None:
+  """Declares that importing `module` registers the dataset `name`."""
+  _LAZY[name] = module
+
+
+def known_datasets():
+  """Sorted names of every dataset that can be built."""
+  return sorted(set(_BUILDERS) | set(_LAZY))
+
+
+def build(data_cfg: ml_collections.ConfigDict, split: str) -> Dataset:
+  """Builds the named dataset's split.
+
+  Args:
+    data_cfg: `config.data`; `data_cfg.name` selects the builder.
+    split: "train" or "test".
+
+  Returns:
+    A Dataset.
+
+  Raises:
+    ValueError: unknown dataset or split, with the valid names.
+  """
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; valid: {', '.join(SPLITS)}.")
+  name = data_cfg.name
+  if name not in _BUILDERS and name in _LAZY:
+    importlib.import_module(_LAZY[name])
+  if name not in _BUILDERS:
+    raise ValueError(f"Unknown dataset {name!r} (config.data.name); known "
+                     f"datasets: {', '.join(known_datasets())}.")
+  return _BUILDERS[name](data_cfg, split)
+
+
+def _process_slice(ds):
+  """Each process reads a disjoint slice of the source."""
+  if jax.process_count() > 1:
+    ds = ds[jax.process_index()::jax.process_count()]
+  return ds
+
+
+def train_iterator(dataset: Dataset, batch_size: int, seed: int,
+                   num_threads: int = 2, prefetch: int = 4):
+  """An infinite, shuffled (reshuffled each epoch), augmented batch iterator.
+
+  The iterator supports `get_state()` / `set_state()`, so the position in the
+  stream is saved with checkpoints and a resumed run sees the same batches.
+
+  Args:
+    dataset: the training Dataset.
+    batch_size: global batch size; each process yields its share.
+    seed: seeds the shuffle and the augmentation.
+    num_threads: reader threads (0 = read in the calling thread).
+    prefetch: batches prepared ahead.
+
+  Returns:
+    A grain DatasetIterator of element dicts with a leading batch dimension.
+  """
+  per_process = batch_size // jax.process_count()
+  n = len(dataset.source) // jax.process_count()
+  if n < per_process:
+    raise ValueError(
+        f"The training split has {len(dataset.source)} examples, fewer than "
+        f"one batch of {batch_size}; lower config.train.batch_size.")
+  ds = _process_slice(grain.MapDataset.source(dataset.source)).seed(seed)
+  ds = ds.shuffle().repeat()
+  if dataset.augment is not None:
+    ds = ds.random_map(dataset.augment)
+  ds = ds.batch(per_process, drop_remainder=True)
+  opts = grain.ReadOptions(num_threads=num_threads,
+                           prefetch_buffer_size=prefetch if num_threads else 0)
+  return iter(ds.to_iter_dataset(opts))
+
+
+def eval_batches(dataset: Dataset, batch_size: int,
+                 max_batches: int = -1) -> Iterator[Element]:
+  """Ordered batches of the whole split, the last one padded and masked.
+
+  Padding wraps around to the split's first examples (so set-level metrics
+  see real images) and `batch["mask"]` is 0 for them, 1 otherwise.
+
+  Args:
+    dataset: the evaluation Dataset (no augmentation is applied).
+    batch_size: global batch size.
+    max_batches: stop after this many batches (-1 = all).
+
+  Yields:
+    Element dicts with a leading batch dimension and a float32 "mask".
+  """
+  src = dataset.source
+  per_process = batch_size // jax.process_count()
+  indices = np.arange(jax.process_index(), len(src), jax.process_count())
+  if not len(indices):
+    raise ValueError("The evaluation split is empty.")
+  num = -(-len(indices) // per_process)
+  if max_batches > 0:
+    num = min(num, max_batches)
+  for b in range(num):
+    idx = indices[b * per_process:(b + 1) * per_process]
+    mask = np.ones(per_process, np.float32)
+    mask[len(idx):] = 0.0
+    idx = np.resize(np.concatenate([idx, indices]), per_process)
+    elems = [src[int(i)] for i in idx]
+    batch = {k: np.stack([e[k] for e in elems]) for k in elems[0]}
+    batch["mask"] = mask
+    yield batch
+
+
+def first_batch(dataset: Dataset, batch_size: int) -> Element:
+  """The first `batch_size` examples (no augmentation), for init and grids."""
+  return next(eval_batches(dataset, batch_size, max_batches=1))

@@ -1,0 +1,139 @@
+"""Loss functions shared by the model families.
+
+All functions are pure, work on logits (never on probabilities, for numerical
+stability) and return per-example values unless stated otherwise, so callers
+decide how to reduce and weight them.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _per_example_mean(x):
+  return jnp.mean(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def _per_example_sum(x):
+  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def bce_with_logits(logits, targets):
+  """Element-wise binary cross-entropy of `targets` in [0, 1] given logits.
+
+  Args:
+    logits: any shape.
+    targets: same shape (or broadcastable), values in [0, 1].
+
+  Returns:
+    The element-wise loss, same shape as `logits`.
+  """
+  targets = jnp.broadcast_to(targets, logits.shape).astype(logits.dtype)
+  return optax.sigmoid_binary_cross_entropy(logits, targets)
+
+
+def reconstruction_loss(logits_or_mean, targets, kind="bce"):
+  """Per-example reconstruction loss summed over pixels.
+
+  Args:
+    logits_or_mean: decoder output: logits for "bce", the mean for "mse".
+    targets: images in [0, 1], same shape.
+    kind: "bce" (Bernoulli likelihood) or "mse" (squared error).
+
+  Returns:
+    [batch] summed loss per image.
+  """
+  if kind == "bce":
+    return _per_example_sum(bce_with_logits(logits_or_mean, targets))
+  if kind == "mse":
+    return _per_example_sum(jnp.square(logits_or_mean - targets))
+  raise ValueError(f"Unknown reconstruction loss {kind!r}; valid: 'bce', 'mse'.")
+
+
+def kl_normal(mean, logvar):
+  """KL(N(mean, exp(logvar)) || N(0, I)) per example, summed over latents.
+
+  Args:
+    mean: [batch, latent].
+    logvar: [batch, latent].
+
+  Returns:
+    [batch] KL divergence in nats.
+  """
+  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar,
+                       axis=-1)
+
+
+def gan_d_loss(real_logits, fake_logits, kind="bce"):
+  """Discriminator loss per example.
+
+  Args:
+    real_logits: D output on real data, [batch, ...] (patch outputs allowed).
+    fake_logits: D output on generated data, same shape.
+    kind: "bce" (standard GAN), "lsgan" (least squares, targets 1/0) or
+      "hinge".
+
+  Returns:
+    [batch] loss, averaged over any patch dimensions.
+  """
+  if kind == "bce":
+    loss = bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)
+  elif kind == "lsgan":
+    loss = jnp.square(real_logits - 1.0) + jnp.square(fake_logits)
+  elif kind == "hinge":
+    loss = jax.nn.relu(1.0 - real_logits) + jax.nn.relu(1.0 + fake_logits)
+  else:
+    raise ValueError(
+        f"Unknown GAN loss {kind!r}; valid: 'bce', 'lsgan', 'hinge'.")
+  return _per_example_mean(loss)
+
+
+def gan_g_loss(fake_logits, kind="bce"):
+  """Generator loss per example (non-saturating for "bce").
+
+  Args:
+    fake_logits: D output on generated data.
+    kind: "bce" (non-saturating -log D(G(z))), "lsgan" or "hinge".
+
+  Returns:
+    [batch] loss, averaged over any patch dimensions.
+  """
+  if kind == "bce":
+    loss = bce_with_logits(fake_logits, 1.0)
+  elif kind == "lsgan":
+    loss = jnp.square(fake_logits - 1.0)
+  elif kind == "hinge":
+    loss = -fake_logits
+  else:
+    raise ValueError(
+        f"Unknown GAN loss {kind!r}; valid: 'bce', 'lsgan', 'hinge'.")
+  return _per_example_mean(loss)
+
+
+def l1(x, y):
+  """Per-example mean absolute error."""
+  return _per_example_mean(jnp.abs(x - y))
+
+
+def sliced_wasserstein(x, y, rng, num_projections=128):
+  """Sliced 1-Wasserstein distance between two equal-size sets of vectors.
+
+  Used as a cheap set-level distance between generated and real images when
+  Inception features are not available.
+
+  Args:
+    x: [n, ...] samples, flattened internally.
+    y: [n, ...] samples, same shape.
+    rng: PRNG key for the random projection directions.
+    num_projections: number of random unit directions.
+
+  Returns:
+    Scalar distance (mean over projections of the 1-D Wasserstein distance).
+  """
+  x = x.reshape(x.shape[0], -1).astype(jnp.float32)
+  y = y.reshape(y.shape[0], -1).astype(jnp.float32)
+  dirs = jax.random.normal(rng, (x.shape[1], num_projections))
+  dirs = dirs / jnp.linalg.norm(dirs, axis=0, keepdims=True)
+  px = jnp.sort(x @ dirs, axis=0)
+  py = jnp.sort(y @ dirs, axis=0)
+  return jnp.mean(jnp.abs(px - py))

@@ -1,0 +1,61 @@
+"""DCGAN generator and discriminator (Radford et al. 2016), any power-of-two
+resolution >= 8 and any channel count.
+
+Generator: z -> dense 4x4 -> [UpConv, BatchNorm, ReLU]* -> UpConv -> tanh.
+Discriminator: [DownConv, (BatchNorm), LeakyReLU(0.2)]* -> dense -> logit.
+"""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxgen.models import layers
+from jaxgen.models.vae import level_widths, num_levels
+
+
+class Generator(nn.Module):
+  """z [batch, z_dim] -> image [batch, res, res, channels] in [-1, 1]."""
+  res: int
+  channels: int
+  width: int = 64
+  max_width: int = 512
+  upsample_impl: Optional[str] = None
+  dtype: Optional[jnp.dtype] = None
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    widths = level_widths(self.width, self.max_width, num_levels(self.res))
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                dtype=self.dtype)
+    x = nn.Dense(4 * 4 * widths[-1], use_bias=False, dtype=self.dtype)(z)
+    x = nn.relu(norm()(x.reshape(z.shape[0], 4, 4, widths[-1])))
+    for w in reversed(widths[:-1]):
+      x = layers.UpConv(w, use_bias=False, impl=self.upsample_impl,
+                        dtype=self.dtype)(x)
+      x = nn.relu(norm()(x))
+    x = layers.UpConv(self.channels, impl=self.upsample_impl,
+                      dtype=self.dtype)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """image -> real/fake logit [batch]."""
+  width: int = 64
+  max_width: int = 512
+  downsample_impl: Optional[str] = None
+  dtype: Optional[jnp.dtype] = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
+    for i, w in enumerate(widths):
+      x = layers.DownConv(w, use_bias=i == 0, impl=self.downsample_impl,
+                          dtype=self.dtype)(x)
+      if i:  # DCGAN: no normalisation on the first block.
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                         dtype=self.dtype)(x)
+      x = nn.leaky_relu(x, 0.2)
+    # A dense layer on the 4x4 map is the classic 4x4 "valid" convolution.
+    out = nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))
+    return out[:, 0].astype(jnp.float32)

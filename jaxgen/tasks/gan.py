@@ -1,0 +1,163 @@
+"""DCGAN task: non-saturating GAN with separate optimizers for G and D.
+
+Alternation: `gan.d_steps` discriminator updates per generator update, or
+`gan.g_steps` generator updates per discriminator update, scheduled by the
+step counter (each call of `train_step` consumes one batch). Every call
+reports both losses; the network that is not updated in a call has its loss
+evaluated without an update.
+
+The "best" checkpoint uses `eval/swd`, a sliced Wasserstein distance between
+generated and held-out real images (pixels), until an Inception-based metric
+is configured.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from jaxgen import losses, optim
+from jaxgen.models import dcgan
+from jaxgen.tasks import base
+
+
+@flax.struct.dataclass
+class GANState:
+  """Generator and discriminator train states and the shared step."""
+  step: jax.Array
+  g: base.TrainState
+  d: base.TrainState
+
+
+class GANTask(base.Task):
+  """Unconditional GAN on `batch["image"]` in [0, 1] (mapped to [-1, 1])."""
+
+  def make_models(self, res, channels):
+    """The (generator, discriminator) pair; subclasses may override."""
+    m = self.config.model
+    gen = dcgan.Generator(res=res, channels=channels, width=m.g_width,
+                          max_width=m.max_width,
+                          upsample_impl=m.get("upsample_impl"))
+    disc = dcgan.Discriminator(width=m.d_width, max_width=m.max_width,
+                               downsample_impl=m.get("downsample_impl"))
+    return gen, disc
+
+  def init_state(self, rng, batch):
+    _, res, _, channels = batch["image"].shape
+    self.gen, self.disc = self.make_models(res, channels)
+    g_rng, d_rng = jax.random.split(rng)
+    z = jnp.zeros((2, self.config.model.z_dim))
+    g_vars = jax.jit(self.gen.init)(g_rng, z)
+    d_vars = jax.jit(self.disc.init)(d_rng, batch["image"][:2])
+    steps = self.config.train.num_steps
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g=base.create_train_state(
+            self.gen, g_vars, optim.make_optimizer(self.config.g_optim, steps)),
+        d=base.create_train_state(
+            self.disc, d_vars, optim.make_optimizer(self.config.d_optim, steps)))
+
+  # Pieces subclasses reuse or override.
+
+  def sample_z(self, rng, num):
+    return jax.random.normal(rng, (num, self.config.model.z_dim))
+
+  def generator_forward(self, g, z, train=True):
+    """G(z) in [-1, 1] and the updated generator batch statistics."""
+    if train:
+      fake, upd = self.gen.apply(g.variables(), z, train=True,
+                                 mutable=["batch_stats"])
+      return fake, upd["batch_stats"]
+    return self.gen.apply(g.variables(), z, train=False), g.batch_stats
+
+  def d_loss(self, d_params, d, real, fake, rng):
+    """Discriminator loss (mean), metrics and new D batch statistics."""
+    del rng
+    v = d.variables(d_params)
+    real_logits, upd = self.disc.apply(v, real, mutable=["batch_stats"])
+    v = dict(v, batch_stats=upd["batch_stats"])
+    fake_logits, upd = self.disc.apply(v, fake, mutable=["batch_stats"])
+    loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits,
+                                      self.config.gan.loss))
+    metrics = {"d_loss": loss,
+               "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    return loss, (metrics, upd["batch_stats"])
+
+  def g_loss(self, g_params, state, real, rng):
+    """Generator loss (mean), metrics and new G batch statistics."""
+    z = self.sample_z(rng, real.shape[0])
+    fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
+    # D runs in train mode (batch statistics of the fake batch, as in the
+    # D step) but its statistics updates are discarded here.
+    logits, _ = self.disc.apply(state.d.variables(), fake,
+                                mutable=["batch_stats"])
+    loss = jnp.mean(losses.gan_g_loss(logits, self.config.gan.loss))
+    return loss, ({"g_loss": loss}, g_stats)
+
+  # The alternation.
+
+  def _d_update(self, state, real, rng, apply):
+    z_rng, d_rng = jax.random.split(rng)
+    fake, _ = self.generator_forward(
+        state.g, self.sample_z(z_rng, real.shape[0]))
+    fake = jax.lax.stop_gradient(fake)
+    grad_fn = jax.value_and_grad(self.d_loss, has_aux=True)
+    if not apply:
+      _, (metrics, _) = self.d_loss(state.d.params, state.d, real, fake, d_rng)
+      return state, metrics
+    (_, (metrics, stats)), grads = grad_fn(state.d.params, state.d, real,
+                                           fake, d_rng)
+    d = state.d.apply_gradients(grads=grads).replace(batch_stats=stats)
+    return state.replace(d=d), metrics
+
+  def _g_update(self, state, real, rng, apply):
+    if not apply:
+      _, (metrics, _) = self.g_loss(state.g.params, state, real, rng)
+      return state, metrics
+    grad_fn = jax.value_and_grad(self.g_loss, has_aux=True)
+    (_, (metrics, stats)), grads = grad_fn(state.g.params, state, real, rng)
+    g = state.g.apply_gradients(grads=grads).replace(batch_stats=stats)
+    return state.replace(g=g), metrics
+
+  def _maybe(self, update, every, phase, state, real, rng):
+    """Runs `update` with apply=True when step % every == phase."""
+    if every == 1:
+      return update(state, real, rng, True)
+    return jax.lax.cond(state.step % every == phase,
+                        lambda s: update(s, real, rng, True),
+                        lambda s: update(s, real, rng, False), state)
+
+  def train_step(self, state, batch, rng):
+    real = base.to_signed(batch["image"])
+    d_rng, g_rng = jax.random.split(rng)
+    gan = self.config.gan
+    if gan.d_steps > 1 and gan.g_steps > 1:
+      raise ValueError("Set at most one of gan.d_steps and gan.g_steps > 1.")
+    state, d_metrics = self._maybe(self._d_update, gan.g_steps, 0, state,
+                                   real, d_rng)
+    state, g_metrics = self._maybe(self._g_update, gan.d_steps,
+                                   gan.d_steps - 1, state, real, g_rng)
+    return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+
+  def eval_step(self, state, batch, rng):
+    real = base.to_signed(batch["image"])
+    z_rng, swd_rng = jax.random.split(rng)
+    fake, _ = self.generator_forward(
+        state.g, self.sample_z(z_rng, real.shape[0]), train=False)
+    d_real = jax.nn.sigmoid(self.disc.apply(state.d.variables(), real,
+                                            train=False))
+    d_fake = jax.nn.sigmoid(self.disc.apply(state.d.variables(), fake,
+                                            train=False))
+    swd = losses.sliced_wasserstein(fake, real, swd_rng)
+    return {"d_real": d_real, "d_fake": d_fake,
+            "swd": jnp.full(real.shape[:1], swd)}
+
+  def samples(self, state, batch, rng):
+    return {"samples": self.generate(state, rng, batch["image"].shape[0])}
+
+  def generate(self, state, rng, num):
+    fake, _ = self.generator_forward(state.g, self.sample_z(rng, num),
+                                     train=False)
+    return base.to_unit(fake)

@@ -1,0 +1,104 @@
+"""VAE task: negative ELBO = reconstruction + beta * KL, with KL warm-up.
+
+Reported per image (summed over pixels, nats) and per pixel: `recon`,
+`recon_per_pixel`, `kl` and `elbo` (the negative ELBO, lower is better).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen import losses, optim
+from jaxgen.models import vae as vae_model
+from jaxgen.tasks import base
+
+
+class VAETask(base.Task):
+  """Convolutional VAE on single images (`batch["image"]` in [0, 1])."""
+
+  def _model(self, batch):
+    m = self.config.model
+    _, res, _, channels = batch["image"].shape
+    return vae_model.VAE(
+        res=res, channels=channels, latent_dim=m.latent_dim, width=m.width,
+        max_width=m.max_width, upsample_impl=m.get("upsample_impl"),
+        downsample_impl=m.get("downsample_impl"))
+
+  def init_state(self, rng, batch):
+    self.model = self._model(batch)
+    params_rng, latent_rng = jax.random.split(rng)
+    variables = jax.jit(self.model.init)(
+        {"params": params_rng, "latent": latent_rng}, batch["image"])
+    tx = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
+    return base.create_train_state(self.model, variables, tx)
+
+  def _beta(self, step):
+    cfg = self.config.loss
+    if not cfg.warmup_steps:
+      return jnp.asarray(cfg.beta, jnp.float32)
+    return cfg.beta * jnp.minimum(1.0, step / cfg.warmup_steps)
+
+  def _terms(self, params, x, rng):
+    logits, mean, logvar = self.model.apply(
+        {"params": params}, x, rngs={"latent": rng})
+    recon = losses.reconstruction_loss(logits, x, self.config.loss.recon)
+    kl = losses.kl_normal(mean, logvar)
+    return recon, kl
+
+  def train_step(self, state, batch, rng):
+    x = batch["image"]
+    beta = self._beta(state.step)
+
+    def loss_fn(params):
+      recon, kl = self._terms(params, x, rng)
+      return jnp.mean(recon + beta * kl), (recon, kl)
+
+    (loss, (recon, kl)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads)
+    pixels = np.prod(x.shape[1:])
+    return state, {
+        "loss": loss, "recon": jnp.mean(recon),
+        "recon_per_pixel": jnp.mean(recon) / pixels, "kl": jnp.mean(kl),
+        "elbo": jnp.mean(recon + kl), "beta": beta,
+    }
+
+  def eval_step(self, state, batch, rng):
+    x = batch["image"]
+    recon, kl = self._terms(state.params, x, rng)
+    return {"recon": recon, "recon_per_pixel": recon / np.prod(x.shape[1:]),
+            "kl": kl, "elbo": recon + kl}
+
+  def samples(self, state, batch, rng):
+    return _samples(self.model, state.params, batch["image"], rng,
+                    self.config.model.latent_dim)
+
+  def generate(self, state, rng, num):
+    z = jax.random.normal(rng, (num, self.config.model.latent_dim))
+    logits = self.model.apply({"params": state.params}, z,
+                              method=vae_model.VAE.decode)
+    return jax.nn.sigmoid(logits)
+
+  def grid_columns(self, name):
+    return {"interpolation": 8, "reconstruction": 8}.get(name, 8)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _samples(model, params, x, rng, latent_dim):
+  """Reconstructions (input above output), prior samples, interpolations."""
+  v = {"params": params}
+  logits, mean, _ = model.apply(v, x, sample=False)
+  n = min(x.shape[0], 8)
+  recon = jnp.stack([x[:n], jax.nn.sigmoid(logits[:n])]).reshape(
+      (2 * n,) + x.shape[1:])
+  z = jax.random.normal(rng, (x.shape[0], latent_dim))
+  prior = jax.nn.sigmoid(model.apply(v, z, method=vae_model.VAE.decode))
+  # Rows of 8 steps between pairs of posterior means (linear in z).
+  pairs = max(1, min(4, x.shape[0] // 2))
+  t = jnp.linspace(0.0, 1.0, 8)[None, :, None]
+  a, b = mean[:pairs], mean[pairs:2 * pairs] if x.shape[0] > 1 else mean[:1]
+  zs = (a[:, None] * (1 - t) + b[:, None] * t).reshape(-1, latent_dim)
+  interp = jax.nn.sigmoid(model.apply(v, zs, method=vae_model.VAE.decode))
+  return {"reconstruction": recon, "prior": prior, "interpolation": interp}

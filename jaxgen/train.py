@@ -1,0 +1,293 @@
+"""The one training loop shared by every task.
+
+    state, metrics = train_step(state, batch, fold_in(rng, step))
+
+The loop owns everything that is not model-specific: sharding the batch over
+a `Mesh` data axis, the grain input iterator, checkpoints and exact resume,
+metric writers, sample grids, evaluation, the loss plot, and stopping on a
+non-finite loss. Tasks (jaxgen/tasks) own models, losses and optimizers.
+"""
+
+import dataclasses
+import logging as logging_std
+import os
+import time
+from typing import Dict, Optional
+
+from absl import logging
+from clu import metric_writers
+from clu import metrics as clu_metrics
+import jax
+import ml_collections
+import numpy as np
+
+from jaxgen import checkpoint as ckpt_lib
+from jaxgen import parallel
+from jaxgen import reporting
+from jaxgen import tasks as tasks_lib
+from jaxgen.data import pipeline
+
+
+class _DropChatter(logging_std.Filter):
+  """Drops INFO records of libraries that log every checkpoint file move."""
+  _NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}grain{os.sep}")
+
+  def filter(self, record):
+    return (record.levelno >= logging_std.WARNING or
+            not any(p in record.pathname for p in self._NOISY))
+
+
+logging_std.getLogger("absl").addFilter(_DropChatter())
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when a training metric becomes NaN or infinite."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What a finished (or stopped) run returns, for notebooks and tests."""
+  state: object
+  step: int
+  workdir: str
+  train_metrics: Dict[str, float]
+  eval_metrics: Dict[str, float]
+  outputs: Dict[str, str]
+
+
+def _collection(names):
+  return clu_metrics.Collection.create(
+      **{n: clu_metrics.Average.from_output(n) for n in names})
+
+
+def _average(rows, mask=None):
+  """clu Average over a list of metric dicts (host arrays)."""
+  coll_cls = _collection(sorted(rows[0]))
+  coll = None
+  for i, row in enumerate(rows):
+    kwargs = dict(row)
+    if mask is not None:
+      kwargs["mask"] = mask[i]
+    single = coll_cls.single_from_model_output(**kwargs)
+    coll = single if coll is None else coll.merge(single)
+  return {k: float(v) for k, v in coll.compute().items()}
+
+
+def _check_finite(pending, last_good: Optional[int], workdir: str):
+  """Raises NonFiniteLossError naming the first bad step and metric."""
+  for step, metrics in pending:
+    for name, value in metrics.items():
+      if not np.all(np.isfinite(value)):
+        where = (f"the last good checkpoint (step {last_good}) is kept in "
+                 f"{workdir}/checkpoints" if last_good is not None else
+                 "no checkpoint had been saved yet")
+        raise NonFiniteLossError(
+            f"Non-finite training metric {name}={value} at step {step}; "
+            f"training stopped and {where}. Lower the learning rate or "
+            "check the data.")
+
+
+class _Progress:
+  """steps/s and ETA between log lines."""
+
+  def __init__(self, start_step, total):
+    self.total = total
+    self.t, self.step = time.time(), start_step
+
+  def update(self, step):
+    now = time.time()
+    rate = (step - self.step) / max(now - self.t, 1e-9)
+    self.t, self.step = now, step
+    eta = (self.total - step) / max(rate, 1e-9)
+    return rate, eta
+
+
+def _fmt_eta(seconds):
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f"{h:d}:{m:02d}:{s:02d}"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       stop_after: Optional[int] = None) -> RunResult:
+  """Trains `config.task`, resuming from `workdir` if it holds a checkpoint.
+
+  Args:
+    config: experiment config (see configs/).
+    workdir: output folder: checkpoints, TensorBoard logs, samples, plots.
+    stop_after: stop (with a checkpoint) after this many steps of this call,
+      as a preemption would; None runs to `config.train.num_steps`.
+
+  Returns:
+    A RunResult with the final state, metrics and output paths.
+  """
+  tc = config.train
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  task = tasks_lib.get_task(config)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(tc.batch_size, mesh)
+  repl, data_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
+
+  train_ds = pipeline.build(config.data, "train")
+  test_ds = pipeline.build(config.data, "test")
+  logging.info("Data %s: %d train / %d test examples.", config.data.name,
+               len(train_ds.source), len(test_ds.source))
+  steps_per_epoch = max(1, len(train_ds.source) // tc.batch_size)
+  # Intervals <= 0 mean "once per epoch".
+  log_every, eval_every, sample_every, checkpoint_every = (
+      v if v > 0 else steps_per_epoch for v in (
+          tc.log_every, tc.eval_every, tc.sample_every, tc.checkpoint_every))
+
+  rng = jax.random.key(config.seed)
+  init_rng, train_rng, eval_rng, sample_rng = jax.random.split(rng, 4)
+  example = pipeline.first_batch(train_ds, tc.batch_size)
+  example.pop("mask")
+  state = parallel.replicate(task.init_state(init_rng, example), mesh)
+
+  ckpt = ckpt_lib.Checkpointer(workdir, tc.keep, tc.best_metric, tc.best_mode)
+  train_iter = pipeline.train_iterator(
+      train_ds, tc.batch_size, config.seed, tc.data_threads, tc.prefetch)
+  start = 0
+  if ckpt.latest_step() is not None:
+    state, data_state, meta = ckpt.restore(state)
+    train_iter.set_state(data_state)
+    start = int(meta["step"])
+    logging.info("Resumed from the checkpoint at step %d in %s.", start,
+                 workdir)
+  history = reporting.History(os.path.join(workdir, "metrics.jsonl"))
+  if is_main:
+    history.trim(start)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  # TensorBoard events from process 0 only; console lines come from the
+  # progress log below rather than a second LoggingWriter copy.
+  writer = metric_writers.MultiWriter(
+      [metric_writers.AsyncWriter(metric_writers.SummaryWriter(
+          os.path.join(workdir, "tensorboard")))] if is_main else [])
+  if start == 0:
+    writer.write_hparams({k: v for k, v in _flatten(config).items()})
+
+  def step_fn(state, batch, rng):
+    return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
+
+  p_train = jax.jit(step_fn, in_shardings=(repl, data_sh, repl),
+                    out_shardings=(repl, repl), donate_argnums=(0,))
+  p_eval = jax.jit(task.eval_step, in_shardings=(repl, data_sh, repl),
+                   out_shardings=data_sh)
+  sample_batch = pipeline.first_batch(test_ds, tc.num_samples)
+  sample_batch.pop("mask")
+  sample_batch = parallel.replicate(sample_batch, mesh)
+  outputs = {"workdir": workdir,
+             "tensorboard": os.path.join(workdir, "tensorboard"),
+             "samples": os.path.join(workdir, "samples"),
+             "checkpoints": os.path.join(workdir, "checkpoints")}
+
+  def evaluate(step):
+    rows, masks = [], []
+    for i, batch in enumerate(pipeline.eval_batches(
+        test_ds, tc.batch_size, tc.eval_batches)):
+      mask = batch.pop("mask")
+      out = p_eval(state, parallel.shard_batch(batch, mesh),
+                   jax.random.fold_in(eval_rng, i))
+      rows.append(jax.device_get(out))
+      masks.append(mask)
+    result = {f"eval/{k}": v for k, v in _average(rows, masks).items()}
+    writer.write_scalars(step, result)
+    if is_main:
+      history.append(step, result)
+    logging.info("Eval at step %d: %s", step, _fmt(result))
+    return result
+
+  def write_samples(step):
+    images = jax.device_get(task.samples(state, sample_batch, sample_rng))
+    for name, imgs in images.items():
+      grid = reporting.make_grid(imgs, task.grid_columns(name))
+      writer.write_images(step, {f"samples/{name}": grid[None]})
+      if is_main:
+        reporting.save_png(
+            os.path.join(outputs["samples"], f"{name}_{step:07d}.png"), grid)
+        reporting.save_png(
+            os.path.join(outputs["samples"], f"{name}_latest.png"), grid)
+
+  progress = _Progress(start, tc.num_steps)
+  pending = []
+  train_metrics, eval_metrics = {}, {}
+  last_saved = ckpt.latest_step()
+  step = start
+  end = tc.num_steps if stop_after is None else min(tc.num_steps,
+                                                     start + stop_after)
+  try:
+    with metric_writers.ensure_flushes(writer):
+      for step in range(start + 1, end + 1):
+        batch = parallel.shard_batch(next(train_iter), mesh)
+        state, metrics = p_train(state, batch, train_rng)
+        pending.append((step, metrics))
+
+        final = step == end
+        epoch_end = tc.checkpoint_at_epoch_end and step % steps_per_epoch == 0
+        save = (step % checkpoint_every == 0 or epoch_end or final)
+        if step % log_every == 0 or save:
+          pending = [(s, jax.device_get(m)) for s, m in pending]
+          _check_finite(pending, last_saved, workdir)
+          if step % log_every == 0 or final:
+            train_metrics = {f"train/{k}": v
+                             for k, v in _average([m for _, m in pending]).items()}
+            rate, eta = progress.update(step)
+            train_metrics["train/steps_per_sec"] = rate
+            writer.write_scalars(step, train_metrics)
+            if is_main:
+              history.append(step, train_metrics)
+            logging.info("[%d/%d] %.2f steps/s, ETA %s, epoch %.1f | %s", step,
+                         tc.num_steps, rate, _fmt_eta(eta),
+                         step / steps_per_epoch, _fmt(train_metrics))
+            pending = []
+        if step % eval_every == 0 or step == tc.num_steps:
+          eval_metrics = evaluate(step)
+          ckpt.maybe_save_best(step, state, train_iter.get_state(), config,
+                               eval_metrics)
+        if step % sample_every == 0 or step == tc.num_steps:
+          write_samples(step)
+        if save:
+          ckpt.save(step, state, train_iter.get_state(), config,
+                    {**train_metrics, **eval_metrics})
+          last_saved = step
+  finally:
+    # Also on errors: finish pending async saves so the last good
+    # checkpoint is complete on disk.
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+  if is_main and step == tc.num_steps:
+    plot = reporting.plot_history(history.read(),
+                                  os.path.join(workdir, "loss.png"),
+                                  title=f"{config.task} ({config.data.name})")
+    if plot:
+      outputs["loss_plot"] = plot
+  if step == tc.num_steps:
+    logging.info(
+        "Done: %d steps. Samples: %s | loss plot: %s | checkpoints: %s | "
+        "TensorBoard: tensorboard --logdir %s", step, outputs["samples"],
+        outputs.get("loss_plot", "-"), outputs["checkpoints"],
+        outputs["tensorboard"])
+  else:
+    logging.info("Stopped at step %d with a checkpoint in %s; run the same "
+                 "command again to resume.", step, outputs["checkpoints"])
+  return RunResult(state, step, workdir, train_metrics, eval_metrics, outputs)
+
+
+def _fmt(metrics):
+  return ", ".join(f"{k.split('/', 1)[-1]}={v:.4g}"
+                   for k, v in sorted(metrics.items()))
+
+
+def _flatten(config, prefix=""):
+  out = {}
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(v, (int, float, str, bool)):
+      out[f"{prefix}{k}"] = v
+  return out

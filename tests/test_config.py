@@ -1,0 +1,58 @@
+"""Config files and argument parsing."""
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from jaxgen import configlib
+from jaxgen import tasks
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                          "configs")
+CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+
+
+def load(path):
+  spec = importlib.util.spec_from_file_location(
+      os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_parse_arg_types_and_flags():
+  c = configlib.parse_arg("demo,res=128,lr=0.5,name=x", demo=False, res=64,
+                          lr=1.0, name="")
+  assert c.demo is True and c.res == 128 and c.lr == 0.5 and c.name == "x"
+  assert configlib.parse_arg(None, res=64).res == 64
+
+
+def test_parse_arg_unknown_option_lists_valid():
+  with pytest.raises(ValueError, match="valid options: demo, res"):
+    configlib.parse_arg("dmeo", demo=False, res=64)
+  with pytest.raises(ValueError, match="needs a value"):
+    configlib.parse_arg("res", res=64)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+@pytest.mark.parametrize("variant", [None, "demo", "tiny"])
+def test_every_config_variant_builds(path, variant):
+  config = load(path).get_config(variant)
+  assert config.task in tasks.known_tasks()
+  assert config.train.num_steps > 0
+  assert config.train.batch_size > 0
+  # Everything the loop reads is present.
+  for key in ("log_every", "eval_every", "sample_every", "checkpoint_every",
+              "keep", "best_metric", "num_samples"):
+    assert key in config.train
+  assert load(path).__doc__ and "python -m jaxgen.main" in load(path).__doc__
+
+
+def test_unknown_task_lists_known():
+  config = load(os.path.join(CONFIG_DIR, "vae.py")).get_config("tiny")
+  with config.unlocked():
+    config.task = "diffusion"
+  with pytest.raises(ValueError, match="known tasks: .*gan.*vae"):
+    tasks.get_task(config)
