@@ -39,9 +39,10 @@ def get_config(arg=None):
   c.train = configlib.train_defaults(
       batch_size=64, num_steps=20_000, best_metric="eval/swd", best_mode="min")
   if arg.demo:
-    c.model.update(g_width=32, d_width=32)
-    c.train.update(num_steps=1500, log_every=50, eval_every=500,
-                   sample_every=500, checkpoint_every=500)
+    # Sized for a few minutes on 2 CPU cores.
+    c.model.update(g_width=16, d_width=16, max_width=128)
+    c.train.update(batch_size=32, num_steps=800, log_every=50, eval_every=200,
+                   sample_every=200, checkpoint_every=200)
   if arg.tiny:
     c.data.update(res=16, num_writers=6, per_writer=4)
     c.model.update(z_dim=8, g_width=4, d_width=4, max_width=8)

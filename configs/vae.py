@@ -37,9 +37,11 @@ def get_config(arg=None):
       batch_size=64, num_steps=20_000, best_metric="eval/elbo",
       best_mode="min")
   if arg.demo:
-    c.train.update(num_steps=1500, log_every=50, eval_every=500,
-                   sample_every=500, checkpoint_every=500)
-    c.loss.warmup_steps = 300
+    # Sized for a few minutes on 2 CPU cores.
+    c.model.update(width=16, max_width=128)
+    c.train.update(batch_size=32, num_steps=800, log_every=50, eval_every=200,
+                   sample_every=200, checkpoint_every=200)
+    c.loss.warmup_steps = 200
   if arg.tiny:
     c.data.update(res=16, num_writers=6, per_writer=4)
     c.model.update(width=4, max_width=8, latent_dim=4)

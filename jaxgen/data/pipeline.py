@@ -171,3 +171,24 @@ def eval_batches(dataset: Dataset, batch_size: int,
 def first_batch(dataset: Dataset, batch_size: int) -> Element:
   """The first `batch_size` examples (no augmentation), for init and grids."""
   return next(eval_batches(dataset, batch_size, max_batches=1))
+
+
+def spread_batch(dataset: Dataset, num: int) -> Element:
+  """`num` examples evenly spaced over the split (no augmentation).
+
+  Sample grids use this so they show many writers/classes rather than the
+  first few examples, which often share one.
+
+  Args:
+    dataset: the Dataset to draw from.
+    num: examples wanted (repeats wrap around when the split is smaller).
+
+  Returns:
+    An element dict with a leading dimension of `num`.
+  """
+  n = len(dataset.source)
+  if not n:
+    raise ValueError("Cannot draw samples from an empty split.")
+  idx = np.linspace(0, n, num, endpoint=False).astype(int) % n
+  elems = [dataset.source[int(i)] for i in idx]
+  return {k: np.stack([e[k] for e in elems]) for k in elems[0]}

@@ -10,24 +10,41 @@ model computes or its parameters.
 Implementations (same params, same math, only the lowering differs):
 
   UpConv   'transpose': `lax.conv_transpose` (what `nn.ConvTranspose` runs).
-           'subpixel' : the (4,4,Cin,Cout) kernel is rearranged at call time
-                        into a stride-1 2x2 conv with 4*Cout outputs (one per
-                        output phase) followed by depth-to-space.
+           'subpixel' : the kernel is split at call time into its four output
+                        phases, each a stride-1 2x2 conv, then depth-to-space
+                        (thin layers, Cout <= 8: one 3x3 conv, 4*Cout outputs).
+           'matmul'   : one GEMM with all 16 taps, then shifted adds (col2im).
   DownConv 'conv'          : `lax.conv_general_dilated` with stride 2.
-           'space_to_depth': pad, space-to-depth, then a stride-1 2x2 conv
-                             over 4*Cin channels with the kernel rearranged.
+           'space_to_depth': pad, space-to-depth, stride-1 2x2 conv.
+           'matmul'        : space-to-depth, one GEMM, shifted adds.
 
-Why: XLA:CPU lowers convolutions with lhs dilation (conv transpose forward and
-the input gradient of any strided conv) and window dilation (kernel gradient
-of strided convs) to a slow generic loop, while stride-1 undilated convs go to
-Eigen. The rewritten forms only use stride-1 convs.
+Why: XLA:CPU runs convs with lhs or window dilation (the conv transpose
+forward and its kernel gradient) in a slow generic loop; stride-1 convs go
+to YNNPACK/Eigen.
 
-Measured on the 2-core CPU dev machine (jit(value_and_grad(sum)), batch 8,
-medians, interleaved; torch 2.13 with 2 threads; noisy shared machine). See
-`benchmarks/layers_bench.py` for the full table. FILLED IN BELOW.
+Measured on the shared 2-core dev CPU, jax 0.10.2 vs torch 2.13 (2 threads),
+jit(value_and_grad) of sum(y * g), batch 8, medians of interleaved repeats
+(`benchmarks/layers_bench.py`; load average was 5-11, so the absolute ms are
+inflated and only same-run ratios mean much). torch_ms / jax_ms:
+  up 128->64 @32:    transpose 0.02, subpixel 1.78
+  up 1024->512 @8:   transpose 0.07, subpixel 1.19
+  up 64->3 @64:      transpose 0.89, subpixel 1.56
+  up 512->128 @32:   subpixel 0.42-0.49; up 256->64 @64: subpixel 0.59
+                     (the stride-1 kernel-gradient convs dominate there)
+  up 'matmul': 0.16-0.65, slower than 'subpixel' in every case.
+  down 'conv': 0.49-1.36 (below 1 for the 64..256-channel mid layers);
+       'space_to_depth' 1.1-2x slower than 'conv' except Cin=3 (2.36);
+       'matmul' about equal to 'conv'.
+U-Net-128 generator train step (`benchmarks/unet_bench.py`, one run of 3
+steps at load ~10; torch 10.1 s/step there vs 0.75 s on an idle machine):
+  up=subpixel down=conv 1.20x torch; subpixel/matmul 0.90x; matmul/conv
+  0.94x; matmul/matmul 0.73x; transpose/conv (plain Flax) 0.10x.
+So the CPU default is 'subpixel' + 'conv'; GPU/TPU keep the native ops.
+XLA_FLAGS tried (xnnpack off, onednn on, onednn custom call, single-threaded
+Eigen, thunk runtime off, which this jaxlib ignores as deprecated): none
+changed these timings beyond the noise, and none fixes the conv transpose.
 """
 
-import functools
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -39,13 +56,14 @@ Array = Any
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
-UP_IMPLS = ("transpose", "subpixel")
-DOWN_IMPLS = ("conv", "space_to_depth")
+UP_IMPLS = ("transpose", "subpixel", "matmul")
+DOWN_IMPLS = ("conv", "space_to_depth", "matmul")
 
-# Per-backend defaults. This table is the single place to change the choice.
+# Per-backend defaults (numbers in the module docstring). This table is the
+# single place to change the choice; unknown backends get the reference op.
 _DEFAULTS = {
     "up": {"cpu": "subpixel", "gpu": "transpose", "tpu": "transpose"},
-    "down": {"cpu": "space_to_depth", "gpu": "conv", "tpu": "conv"},
+    "down": {"cpu": "conv", "gpu": "conv", "tpu": "conv"},
 }
 _VALID = {"up": UP_IMPLS, "down": DOWN_IMPLS}
 _REFERENCE = {"up": "transpose", "down": "conv"}
@@ -101,16 +119,61 @@ def upconv_transpose(x: Array, kernel: Array) -> Array:
   return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_DN)
 
 
+# Below this many output channels the four per-phase convs are too thin to
+# use the CPU well, and one 3x3 conv with 4*Cout outputs (zero taps included)
+# is faster despite 2.25x the multiply-adds.
+_MERGED_MAX_FEATURES = 8
+
+
+def _phase_kernel(kernel: Array, a: int, b: int) -> Array:
+  """Taps of output phase (a, b): a (2, 2, Cin, Cout) slice of the kernel."""
+  return kernel[a::2, b::2]
+
+
+def _subpixel_phases(x: Array, kernel: Array) -> Array:
+  """Four stride-1 2x2 convs, one per output phase, then depth-to-space."""
+  n, h, w, _ = x.shape
+  rows = []
+  for a in range(2):
+    cols = []
+    for b in range(2):
+      # Phase a reads x[m-1+a], x[m+a]: pad one before (a=0) or after (a=1).
+      cols.append(lax.conv_general_dilated(
+          x, _phase_kernel(kernel, a, b), (1, 1), ((1 - a, a), (1 - b, b)),
+          dimension_numbers=_DN))
+    rows.append(jnp.stack(cols, axis=3))  # N H W b O
+  y = jnp.stack(rows, axis=2)  # N H a W b O
+  return y.reshape(n, 2 * h, 2 * w, kernel.shape[-1])
+
+
+def _subpixel_merged(x: Array, kernel: Array) -> Array:
+  """One stride-1 3x3 conv giving all phases as 4*Cout channels."""
+  n, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  # Phase a's two taps sit at rows (a, a+1) of the 3x3 window x[m-1..m+1].
+  k = jnp.stack([
+      jnp.pad(_phase_kernel(kernel, a, b),
+              ((a, 1 - a), (b, 1 - b), (0, 0), (0, 0)))
+      for a in range(2) for b in range(2)
+  ], axis=-2).reshape(3, 3, cin, 4 * cout)  # channels ordered (a, b, O)
+  z = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
+                               dimension_numbers=_DN)
+  z = z.reshape(n, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5)
+  return z.reshape(n, 2 * h, 2 * w, cout)
+
+
 def upconv_subpixel(x: Array, kernel: Array) -> Array:
-  """Same as `upconv_transpose`, computed as a stride-1 conv + depth-to-space.
+  """Same as `upconv_transpose`, computed as stride-1 convs + depth-to-space.
 
   With SAME padding the transposed conv gives, per spatial axis,
     y[2m]   = w[0] x[m-1] + w[2] x[m]
     y[2m+1] = w[1] x[m]   + w[3] x[m+1]
-  so output phase a uses taps kernel[a::2] on the window starting at
-  x[m-1+a]. A single 2x2 conv over x padded by one on each side yields all
-  four phases (as 4*Cout channels) on an (H+1, W+1) grid; phase (a, b) is
-  that grid shifted by (a, b).
+  so output phase a applies taps kernel[a::2] to the window starting at
+  x[m-1+a]. Wide layers run one 2x2 conv per phase (exactly the needed
+  multiply-adds); thin ones (Cout <= 8) one 3x3 conv with zero taps.
+  One 2x2 conv with 4*Cout outputs on an (H+1)-grid plus shifted slices is
+  exact too but measured slower on CPU (and with the padding inside the conv
+  XLA swaps its kernel-gradient operands into a slow generic loop).
 
   Args:
     x: (N, H, W, Cin) input.
@@ -119,27 +182,55 @@ def upconv_subpixel(x: Array, kernel: Array) -> Array:
   Returns:
     (N, 2H, 2W, Cout) output.
   """
-  n, h, w, _ = x.shape
+  if kernel.shape[-1] <= _MERGED_MAX_FEATURES:
+    return _subpixel_merged(x, kernel)
+  return _subpixel_phases(x, kernel)
+
+
+def upconv_matmul(x: Array, kernel: Array) -> Array:
+  """Same as `upconv_transpose`, as one matmul then shifted adds (col2im).
+
+  Every padded input pixel is multiplied by all 16 taps at once,
+  Z = pad(x) @ K with K of shape (Cin, 16*Cout); output phase (a, b) then
+  sums the four Z planes of its taps (a+2i, b+2j), shifted by (a+i, b+j).
+  Forward and both gradients are plain GEMMs (XLA:CPU runs those near
+  PyTorch's speed), at the cost of a (H+2)(W+2)*16*Cout intermediate.
+
+  Args:
+    x: (N, H, W, Cin) input.
+    kernel: (4, 4, Cin, Cout) HWIO kernel.
+
+  Returns:
+    (N, 2H, 2W, Cout) output.
+  """
+  n, h, w, cin = x.shape
   cout = kernel.shape[-1]
-  # (kh=2q+a, kw=2r+b, I, O) -> (q, r, I, a, b, O): phases as output channels.
-  k = kernel.reshape(2, 2, 2, 2, kernel.shape[2], cout)  # q a r b I O
-  k = k.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, kernel.shape[2], 4 * cout)
-  z = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
-                               dimension_numbers=_DN)
-  z = z.reshape(n, h + 1, w + 1, 2, 2, cout)
-  # Depth-to-space with a per-phase (a, b) shift of the grid.
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  k = kernel.transpose(2, 0, 1, 3).reshape(cin, 16 * cout)
+  z = jnp.einsum("nhwc,cd->nhwd", xp, k).reshape(n, h + 2, w + 2, 4, 4, cout)
   rows = []
   for a in range(2):
-    cols = [z[:, a:a + h, b:b + w, a, b, :] for b in range(2)]
+    cols = []
+    for b in range(2):
+      cols.append(sum(z[:, a + i:a + i + h, b + j:b + j + w, a + 2 * i,
+                        b + 2 * j] for i in range(2) for j in range(2)))
     rows.append(jnp.stack(cols, axis=3))  # N H W b O
-  y = jnp.stack(rows, axis=2)  # N H a W b O
-  return y.reshape(n, 2 * h, 2 * w, cout)
+  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, cout)
 
 
 def downconv_conv(x: Array, kernel: Array) -> Array:
   """Reference stride-2 4x4 conv with padding 1 (PyTorch Conv2d(4, 2, 1))."""
   return lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
                                   dimension_numbers=_DN)
+
+
+def _space_to_depth_padded(x: Array) -> Array:
+  """Pads by one (dropping a never-read last row/col if odd), then 2x2 s2d."""
+  n, h, w, cin = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1 - h % 2), (1, 1 - w % 2), (0, 0)))
+  hh, wh = xp.shape[1] // 2, xp.shape[2] // 2
+  z = xp.reshape(n, hh, 2, wh, 2, cin).transpose(0, 1, 3, 2, 4, 5)
+  return z.reshape(n, hh, wh, 4 * cin)  # channels ordered (p, s, I)
 
 
 def downconv_space_to_depth(x: Array, kernel: Array) -> Array:
@@ -158,12 +249,8 @@ def downconv_space_to_depth(x: Array, kernel: Array) -> Array:
   Returns:
     (N, (H-2)//2+1, (W-2)//2+1, Cout) output.
   """
-  n, h, w, cin = x.shape
-  cout = kernel.shape[-1]
-  xp = jnp.pad(x, ((0, 0), (1, 1 - h % 2), (1, 1 - w % 2), (0, 0)))
-  hh, wh = xp.shape[1] // 2, xp.shape[2] // 2
-  z = xp.reshape(n, hh, 2, wh, 2, cin).transpose(0, 1, 3, 2, 4, 5)
-  z = z.reshape(n, hh, wh, 4 * cin)
+  z = _space_to_depth_padded(x)
+  cin, cout = kernel.shape[2:]
   # (kh=2q+p, kw=2r+s, I, O) -> (q, r, p, s, I, O) to match z's channels.
   k = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5)
   k = k.reshape(2, 2, 4 * cin, cout)
@@ -171,8 +258,41 @@ def downconv_space_to_depth(x: Array, kernel: Array) -> Array:
                                   dimension_numbers=_DN)
 
 
-UP_FNS = {"transpose": upconv_transpose, "subpixel": upconv_subpixel}
-DOWN_FNS = {"conv": downconv_conv, "space_to_depth": downconv_space_to_depth}
+def downconv_matmul(x: Array, kernel: Array) -> Array:
+  """Same as `downconv_conv`: space-to-depth, one matmul, shifted adds.
+
+  In the space-to-depth form y[o] = sum_{q,r} z[o+(q,r)] @ K[q,r]; all four
+  (q, r) taps are applied in one GEMM, Z = z @ [K00 K01 K10 K11], and the
+  output adds the four Z planes shifted by (q, r). Gradients are GEMMs too.
+
+  Args:
+    x: (N, H, W, Cin) input.
+    kernel: (4, 4, Cin, Cout) HWIO kernel.
+
+  Returns:
+    (N, (H-2)//2+1, (W-2)//2+1, Cout) output.
+  """
+  z = _space_to_depth_padded(x)
+  n, hh, wh, _ = z.shape
+  cin, cout = kernel.shape[2:]
+  # (kh=2q+p, kw=2r+s, I, O) -> rows (p, s, I), columns (q, r, O).
+  k = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(1, 3, 4, 0, 2, 5)
+  k = k.reshape(4 * cin, 4 * cout)
+  zz = jnp.einsum("nhwc,cd->nhwd", z, k).reshape(n, hh, wh, 2, 2, cout)
+  return sum(zz[:, q:q + hh - 1, r:r + wh - 1, q, r]
+             for q in range(2) for r in range(2))
+
+
+UP_FNS = {
+    "transpose": upconv_transpose,
+    "subpixel": upconv_subpixel,
+    "matmul": upconv_matmul,
+}
+DOWN_FNS = {
+    "conv": downconv_conv,
+    "space_to_depth": downconv_space_to_depth,
+    "matmul": downconv_matmul,
+}
 
 
 def upconv(x: Array, kernel: Array, impl: Optional[str] = None) -> Array:

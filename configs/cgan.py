@@ -1,0 +1,104 @@
+r"""Conditional GAN (pix2pix): sketch -> face photo.
+
+Real paired data (Kaggle "Person Face Sketches", or CUFS), 256 px:
+  python -m jaxgen.main --config=configs/cgan.py --workdir=runs/cgan \
+      --config.data.root=PATH/TO/person_face_sketches
+CUFS (train/val; val is evaluated) at 64 px with CPU-sized nets, ~10 min:
+  python -m jaxgen.main \
+      --config=configs/cgan.py:res=64,root=../shared/data/cufs,steps=2500 \
+      --workdir=runs/cgan_cufs --config.model.g_width=16 \
+      --config.model.d_width=16 --config.model.max_width=128
+Embedded procedural faces, CPU minutes (64 px):
+  python -m jaxgen.main --config=configs/cgan.py:demo --workdir=runs/cgan_demo
+Label-conditioned (label embedding as extra input channels of G and D); real
+data: photos in class sub-folders, sketched on the fly, e.g. CIFAR cat/dog:
+  python -m jaxgen.main --config=configs/cgan.py:labels --workdir=runs/cgl \
+      --config.data.root=../shared/data/cifar10_catdog
+  (its :demo uses the procedural faces, labelled dark/light hair; check it
+  with configs/classifier.py and python -m jaxgen.tasks.classifier)
+Sketch-encoder generator (100-d code + noise z, no skips):
+  python -m jaxgen.main --config=configs/cgan.py:encoder,demo --workdir=...
+Options after the colon: demo, tiny (for tests), labels, encoder, res=N,
+steps=N, root=PATH.
+"""
+
+import ml_collections
+
+from jaxgen import configlib
+from jaxgen.data import paired_datasets
+
+
+def _patch_layers(res):
+  """PatchGAN depth: 70x70 patches from 128 px up, 34x34 at 32-64 px."""
+  return 3 if res >= 128 else (2 if res >= 32 else 1)
+
+
+def get_config(arg=None):
+  """Returns the cGAN config; see the module docstring for variants."""
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, labels=False,
+                            encoder=False, res=0, steps=0, root="")
+  procedural = arg.demo or arg.tiny
+  res = arg.res or (16 if arg.tiny else 64 if arg.demo else
+                    32 if arg.labels else 256)
+  c = ml_collections.ConfigDict()
+  c.task = "cgan"
+  c.seed = 0
+  num_classes = 2 if arg.labels else 0
+  if procedural:
+    c.data = paired_datasets.data_config("procedural_faces", res,
+                                         num_classes=num_classes)
+  elif arg.labels:
+    c.data = paired_datasets.data_config("sketchified_folder", res, arg.root,
+                                         num_classes=num_classes)
+  else:
+    c.data = paired_datasets.data_config("paired_folder", res, arg.root)
+  c.model = ml_collections.ConfigDict(dict(
+      generator="encoder" if arg.encoder else "unet",  # Or "unet".
+      g_width=64,          # Generator channels at full resolution; x2/level.
+      d_width=64,          # PatchGAN channels of the first block.
+      max_width=512,
+      depth=0,             # U-Net levels; 0 = log2(res), down to 1x1.
+      dropout=0.5,         # U-Net decoder dropout (the noise of pix2pix)...
+      num_dropout=3,       # ...in this many inner decoder blocks.
+      n_layers=_patch_layers(res),  # PatchGAN stride-2 blocks (3: 70x70).
+      code_dim=100,        # Encoder generator: sketch code size...
+      z_dim=100,           # ...and noise size.
+      label_dim=8,         # Label embedding channels (labels variant).
+      dtype="auto",        # bfloat16 compute on GPU/TPU; or float32/bfloat16.
+      upsample_impl="auto",
+      downsample_impl="auto",
+  ))
+  c.gan = ml_collections.ConfigDict(dict(
+      loss="bce",          # Or "lsgan", "hinge".
+      l1_weight=100.0,     # lambda of the L1 term.
+      d_steps=1,           # Discriminator updates per generator update.
+      g_steps=1,           # Generator updates per discriminator update.
+  ))
+  # "linear": constant, then linear decay to 0 from decay_start (pix2pix);
+  # "plateau": reduce on plateau of the training L1 (see jaxgen/tasks/cgan).
+  plateau = dict(plateau_factor=0.5, plateau_patience=5, plateau_cooldown=0,
+                 plateau_window=100, plateau_min_scale=0.01,
+                 plateau_rtol=1e-4)
+  c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999, schedule="linear",
+                             decay_start=0.5, **plateau)
+  c.d_optim = configlib.adam(lr=5e-5, b1=0.5, b2=0.999, schedule="linear",
+                             decay_start=0.5, **plateau)
+  c.train = configlib.train_defaults(
+      batch_size=8, num_steps=100_000, log_every=100, eval_every=0,
+      sample_every=0, checkpoint_every=0, num_samples=8,
+      best_metric="eval/l1", best_mode="min")
+  if arg.demo:
+    c.data.update(num_train=2000, num_test=64)
+    # Narrow nets: 0.35 s per step of 8 on two shared CPU cores.
+    c.model.update(g_width=16, d_width=16, max_width=128)
+    c.train.update(batch_size=8, num_steps=1500, log_every=50)
+  if arg.tiny:
+    c.data.update(num_train=16, num_test=8)
+    c.model.update(g_width=4, d_width=4, max_width=8, code_dim=8, z_dim=4,
+                   label_dim=2)
+    c.train.update(batch_size=4, num_steps=6, log_every=2, eval_every=3,
+                   eval_batches=1, sample_every=3, num_samples=4,
+                   checkpoint_every=3, data_threads=0)
+  if arg.steps:
+    c.train.num_steps = arg.steps
+  return c
