@@ -36,6 +36,7 @@ def get_config(arg=None):
   ))
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
+  c.eval = configlib.fid_defaults()  # FID/KID off unless fid_every > 0.
   c.train = configlib.train_defaults(
       batch_size=64, num_steps=20_000, best_metric="eval/swd", best_mode="min")
   if arg.demo:

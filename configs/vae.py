@@ -33,6 +33,7 @@ def get_config(arg=None):
       warmup_steps=2000,   # Linear KL warm-up from 0 to beta (0 = off).
   ))
   c.optim = configlib.adam(lr=1e-3, b1=0.9, b2=0.999)
+  c.eval = configlib.fid_defaults()  # FID/KID off unless fid_every > 0.
   c.train = configlib.train_defaults(
       batch_size=64, num_steps=20_000, best_metric="eval/elbo",
       best_mode="min")

@@ -86,6 +86,30 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
   return c
 
 
+def fid_defaults(**overrides) -> ml_collections.ConfigDict:
+  """FID/KID during training (see jaxgen/evaluation/in_training.py).
+
+  Without a `config.eval` group FID is off. Set `config.train.best_metric =
+  "eval/fid"` to keep the best generator by FID.
+
+  Args:
+    **overrides: values that replace the defaults.
+
+  Returns:
+    A ConfigDict for `config.eval`.
+  """
+  c = ml_collections.ConfigDict(dict(
+      fid_every=0,             # Steps between FID evaluations (0 = off).
+      fid_num=5000,            # Generated images per evaluation.
+      fid_batch_size=64,       # generate() chunk and Inception batch size.
+      fid_resize="bilinear-tf",  # Resize to 299 px (evaluation/resize.py).
+      fid_ref_num=0,           # Test-split images for the reference; 0 = all.
+      kid_subsets=10,          # KID subsets of <= 1000 images; 0 = no KID.
+  ))
+  c.update(overrides)
+  return c
+
+
 def adam(lr=2e-4, b1=0.5, b2=0.999, **extra) -> ml_collections.ConfigDict:
   """An Adam optimizer config (see jaxgen/optim.py)."""
   c = ml_collections.ConfigDict(dict(

@@ -26,6 +26,7 @@ from jaxgen import parallel
 from jaxgen import reporting
 from jaxgen import tasks as tasks_lib
 from jaxgen.data import pipeline
+from jaxgen.evaluation import in_training
 
 
 class _DropChatter(logging_std.Filter):
@@ -132,6 +133,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_ds = pipeline.build(config.data, "train")
   test_ds = pipeline.build(config.data, "test")
+  # FID/KID (config.eval); None when off. Fails here, before any training,
+  # when best_metric is eval/fid and the Inception weights are missing.
+  fid = in_training.from_config(config, task, test_ds)
   logging.info("Data %s: %d train / %d test examples.", config.data.name,
                len(train_ds.source), len(test_ds.source))
   steps_per_epoch = max(1, len(train_ds.source) // tc.batch_size)
@@ -177,15 +181,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                     out_shardings=(repl, repl), donate_argnums=(0,))
   p_eval = jax.jit(task.eval_step, in_shardings=(repl, data_sh, repl),
                    out_shardings=data_sh)
-  sample_batch = pipeline.first_batch(test_ds, tc.num_samples)
-  sample_batch.pop("mask")
+  sample_batch = pipeline.spread_batch(test_ds, tc.num_samples)
   sample_batch = parallel.replicate(sample_batch, mesh)
   outputs = {"workdir": workdir,
              "tensorboard": os.path.join(workdir, "tensorboard"),
              "samples": os.path.join(workdir, "samples"),
              "checkpoints": os.path.join(workdir, "checkpoints")}
 
-  def evaluate(step):
+  def evaluate(step, with_fid=False):
     rows, masks = [], []
     for i, batch in enumerate(pipeline.eval_batches(
         test_ds, tc.batch_size, tc.eval_batches)):
@@ -195,6 +198,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       rows.append(jax.device_get(out))
       masks.append(mask)
     result = {f"eval/{k}": v for k, v in _average(rows, masks).items()}
+    if with_fid:
+      result.update(fid(state))
     writer.write_scalars(step, result)
     if is_main:
       history.append(step, result)
@@ -244,8 +249,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                          tc.num_steps, rate, _fmt_eta(eta),
                          step / steps_per_epoch, _fmt(train_metrics))
             pending = []
-        if step % eval_every == 0 or step == tc.num_steps:
-          eval_metrics = evaluate(step)
+        fid_due = fid is not None and fid.due(step, tc.num_steps)
+        if step % eval_every == 0 or step == tc.num_steps or fid_due:
+          eval_metrics = evaluate(step, fid_due)
           ckpt.maybe_save_best(step, state, train_iter.get_state(), config,
                                eval_metrics)
         if step % sample_every == 0 or step == tc.num_steps:

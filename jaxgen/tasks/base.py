@@ -75,6 +75,18 @@ class Task(abc.ABC):
     """`num` new images in [0, 1] (for set-level metrics such as FID)."""
     raise NotImplementedError(f"{type(self).__name__} does not generate.")
 
+  # Optional, for translation tasks: with both methods, python -m
+  # jaxgen.evaluate reports L1/PSNR/SSIM on the test split (and FID of the
+  # outputs against the targets).
+
+  def translate_batch(self, state, batch: Batch, rng: jax.Array) -> jax.Array:
+    """Outputs [n, h, w, c] in [0, 1] for the inputs of `batch` (jittable)."""
+    raise NotImplementedError(f"{type(self).__name__} does not translate.")
+
+  def paired_targets(self, batch: Batch) -> jax.Array:
+    """Ground truth [n, h, w, c] in [0, 1] for `translate_batch(batch)`."""
+    raise NotImplementedError(f"{type(self).__name__} has no paired targets.")
+
   def grid_columns(self, name: str) -> int:
     """Columns of the sample grid named `name` (8 by default)."""
     del name

@@ -231,6 +231,15 @@ class CGANTask(base.Task):
     return self.gen.apply(state.g.variables(), sketch, label,
                           self._z(rng, sketch.shape[0]), train=False)
 
+  def translate_batch(self, state, batch, rng):
+    """Generated photos in [0, 1] for a batch's sketches (and labels)."""
+    sketch, _, label = self._inputs(batch)
+    return base.to_unit(self.translate(state, sketch, label, rng))
+
+  def paired_targets(self, batch):
+    """The real photos in [0, 1] that `translate_batch` should match."""
+    return base.to_unit(batch["photo"])
+
   def _lr_metric(self, name, ts):
     lr = self._lr[name](ts.step)
     plateau = optax.contrib.ReduceLROnPlateauState

@@ -1,0 +1,125 @@
+r"""DCGAN with a Siamese discriminator on CIFAR-10 cats and dogs.
+
+Real data (an image folder, or TFDS cifar10 if already prepared):
+  python -m jaxgen.main --config=configs/siamese_gan.py --workdir=runs/sgan \
+      --config.data.root=../shared/data/cifar10_catdog
+  python -m jaxgen.main --config=configs/siamese_gan.py \
+      --workdir=runs/sgan_tfds --config.data.source=tfds
+Baseline without the similarity head (plain DCGAN discriminator):
+  python -m jaxgen.main --config=configs/siamese_gan.py:plain \
+      --workdir=runs/sgan_plain --config.data.root=../shared/data/cifar10_catdog
+CPU demo (minutes):
+  python -m jaxgen.main --config=configs/siamese_gan.py:demo \
+      --workdir=runs/sgan_demo
+The demo reads ../shared/data/cifar10_catdog (next to the repository) when
+that folder exists when the config is loaded, else the synthetic coloured
+shapes; config.json in the workdir records which (data.source).
+Options after the colon: demo, tiny (tests; always synthetic), plain,
+ema=DECAY, steps=N, width=W (G and D widths).
+"""
+
+import os
+
+import ml_collections
+
+from jaxgen import configlib
+
+# The cats + dogs train split of CIFAR-10 (5000 per class).
+TRAIN_IMAGES = 10_000
+_SHARED_FOLDER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
+    "shared", "data", "cifar10_catdog")
+
+
+def get_config(arg=None):
+  """Returns the Siamese-GAN config; see the module docstring for variants."""
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, plain=False,
+                            ema=0.0, steps=0, width=0)
+  c = ml_collections.ConfigDict()
+  c.task = "siamese_gan"
+  c.seed = 0
+  c.data = ml_collections.ConfigDict(dict(
+      name="cifar",
+      # "auto": the folder at data.root if set, else TFDS cifar10 if
+      # prepared; or "folder", "tfds", "synthetic" (smoke-test shapes).
+      source="auto",
+      root="",
+      tfds_data_dir="",    # "" = the TFDS default (~/tensorflow_datasets).
+      classes="cat,dog",   # CIFAR-10 names or ids; labels keep CIFAR ids.
+      res=32,
+      flip=True,           # Random horizontal flips of training images.
+      per_class=500,       # Synthetic source only: train images per class.
+      seed=0,              # Synthetic source only.
+  ))
+  c.model = ml_collections.ConfigDict(dict(
+      z_dim=100,
+      g_width=64,          # Generator channels at the last block; x2 per level.
+      d_width=64,          # Encoder channels at the first block.
+      max_width=512,
+      d_norm="batch",      # Encoder normalisation: "batch", "layer", "none".
+      sim_hidden=128,      # Hidden width of the similarity head (0: linear).
+      ema_decay=arg.ema,   # EMA generator for sampling/eval; 0 = off.
+      upsample_impl="auto",
+      downsample_impl="auto",
+  ))
+  c.siamese = ml_collections.ConfigDict(dict(
+      d_sim_weight=0.0 if arg.plain else 1.0,  # lambda_D (similarity head).
+      g_sim_weight=0.0 if arg.plain else 1.0,  # lambda_G (dissimilarity).
+  ))
+  c.gan = ml_collections.ConfigDict(dict(
+      loss="bce",          # Non-saturating; or "lsgan", "hinge".
+      d_steps=1,
+      g_steps=1,
+  ))
+  c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
+  c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
+  batch_size = 64
+  # Steps per epoch from the dataset size; the loop cannot know it when the
+  # config is built. Checkpoints every 10 epochs, not at each epoch end.
+  steps_per_epoch = TRAIN_IMAGES // batch_size  # 156
+  c.train = configlib.train_defaults(
+      batch_size=batch_size,
+      num_steps=100 * steps_per_epoch,
+      log_every=50,
+      eval_every=0,        # <= 0: once per epoch.
+      sample_every=0,      # A sample grid per epoch.
+      checkpoint_every=10 * steps_per_epoch,
+      checkpoint_at_epoch_end=False,
+      best_metric="eval/swd",
+      best_mode="min")
+  # The best generator by FID (every 10 epochs) when the Inception weights
+  # are installed (see README "Evaluation"), else by the pixel-space SWD.
+  c.eval = configlib.fid_defaults(fid_every=10 * steps_per_epoch,
+                                  fid_num=5000)
+  if not (arg.demo or arg.tiny) and _inception_weights_available():
+    c.train.best_metric = "eval/fid"
+  else:
+    c.eval.fid_every = 0
+  if arg.demo:
+    real = os.path.isdir(_SHARED_FOLDER)
+    c.data.update(source="folder" if real else "synthetic",
+                  root=os.path.normpath(_SHARED_FOLDER) if real else "")
+    # Width 16 runs ~3-5 steps/s on 2 CPU cores: 1500 steps in minutes.
+    c.model.update(g_width=16, d_width=16, sim_hidden=64)
+    c.train.update(num_steps=1500, log_every=50, eval_every=250,
+                   eval_batches=8, sample_every=250, checkpoint_every=500)
+  if arg.tiny:
+    c.data.update(source="synthetic", root="", res=16, per_class=8)
+    c.model.update(z_dim=8, g_width=4, d_width=4, max_width=8, sim_hidden=4)
+    c.train.update(batch_size=8, num_steps=6, log_every=2, eval_every=3,
+                   eval_batches=1, sample_every=3, num_samples=4,
+                   checkpoint_every=3, data_threads=0)
+  if arg.width:
+    c.model.update(g_width=arg.width, d_width=arg.width)
+  if arg.steps:
+    c.train.num_steps = arg.steps
+  return c
+
+
+def _inception_weights_available():
+  from jaxgen.evaluation import weights  # pylint: disable=g-import-not-at-top
+  try:
+    weights.resolve_weights_path()
+  except Exception:  # pylint: disable=broad-except
+    return False
+  return True

@@ -1,0 +1,460 @@
+r"""Evaluates a trained run, or compares two image folders.
+
+A run, from its workdir alone (the config is stored with each checkpoint):
+
+  python -m jaxgen.evaluate --workdir=runs/gan [--which=best|latest] \
+      [--num=10000] [--batch_size=64] [--out=PATH]
+
+  * generative tasks (gan, siamese_gan, vae): FID, KID, precision/recall
+    (and IS when the Inception weights have a classifier) of `--num`
+    generated images against the test split, whose statistics are cached
+    (see `in_training.reference`);
+  * translation tasks (cgan): L1, PSNR and SSIM (mean ± std over the test
+    images, [0, 1] scale) and FID/KID of the outputs against the targets.
+
+JSON goes to WORKDIR/eval_<which>_<step>.json by default; a table naming
+the Inception resize mode to stdout. Two folders (recursive; png/jpg of any
+size, resized by the resize mode; greyscale repeated to 3 channels):
+
+  python -m jaxgen.evaluate --real=DIR --fake=DIR [--out=PATH]
+
+Large sets stream through Inception in fixed batches (bounded memory, a
+progress line every ~10 s). Weights are never downloaded (see
+`jaxgen.evaluation.weights`).
+"""
+
+import argparse
+import json
+import logging as logging_std
+import math
+import os
+import sys
+import time
+from typing import Dict, Iterator, List, Optional
+
+from absl import logging
+import jax
+import numpy as np
+from PIL import Image
+
+from jaxgen import checkpoint as ckpt_lib
+from jaxgen import tasks as tasks_lib
+from jaxgen.data import pipeline
+from jaxgen.evaluation import features
+from jaxgen.evaluation import in_training
+from jaxgen.evaluation import inception
+from jaxgen.evaluation import paired
+from jaxgen.evaluation import resize as resize_lib
+from jaxgen.evaluation import statistics
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DEFAULT_NUM = 10_000
+_SSIM_WINDOW = 11
+
+
+class _DropChatter(logging_std.Filter):
+  """Drops INFO records of orbax, which logs every checkpoint file read."""
+
+  def filter(self, record):
+    return (record.levelno >= logging_std.WARNING or
+            f"{os.sep}orbax{os.sep}" not in record.pathname)
+
+
+class EvaluationError(Exception):
+  """A problem with the inputs, reported without a traceback."""
+
+
+def _steps_in(folder: str) -> List[int]:
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(d) for d in os.listdir(folder) if d.isdigit())
+
+
+def load_run(workdir: str, which: Optional[str] = None):
+  """Restores a run from its workdir and the config stored with it.
+
+  Args:
+    workdir: the run's workdir.
+    which: "best" or "latest"; None picks best when the run has one.
+
+  Returns:
+    (config, task, state, step, which, test dataset).
+
+  Raises:
+    FileNotFoundError: no such workdir or no checkpoint in it.
+  """
+  workdir = os.path.abspath(workdir)
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"No workdir at {workdir}.")
+  best = _steps_in(os.path.join(workdir, "best"))
+  latest = _steps_in(os.path.join(workdir, "checkpoints"))
+  which = which or ("best" if best else "latest")
+  if not (best if which == "best" else latest):
+    raise FileNotFoundError(
+        f"No {which} checkpoint in {workdir} (looked in "
+        f"{'best' if which == 'best' else 'checkpoints'}/; "
+        f"checkpoints: {latest or 'none'}, best: {best or 'none'}). Train "
+        f"first with python -m jaxgen.main --config=... --workdir={workdir}")
+  config = ckpt_lib.stored_config(workdir, which)
+  task = tasks_lib.get_task(config)
+  test_ds = pipeline.build(config.data, "test")
+  example = pipeline.first_batch(test_ds, 2)
+  example.pop("mask")
+  target = task.init_state(jax.random.key(config.seed), example)
+  ckpt = ckpt_lib.Checkpointer(
+      workdir, config.train.get("keep", 3),
+      config.train.get("best_metric", "") if which == "best" else "",
+      config.train.get("best_mode", "min"))
+  try:
+    state, _, meta = ckpt.restore(target, which)
+  finally:
+    ckpt.close()
+  return config, task, state, int(meta["step"]), which, test_ds
+
+
+def evaluate_generative(task, state, config, test_ds, extractor, num: int,
+                        batch_size: int) -> Dict:
+  """Set metrics of `num` generated images against the test split.
+
+  Args:
+    task: a task implementing `generate`.
+    state: its restored state.
+    config: the run's config.
+    test_ds: the test split (the reference, cached).
+    extractor: the Inception feature extractor.
+    num: images to generate.
+    batch_size: generation chunk and Inception batch size.
+
+  Returns:
+    Report fields: "kind", "num_real", "num_fake", "metrics", "notes".
+  """
+  eval_cfg = config.get("eval") or {}
+  real = in_training.reference(config.data, test_ds, extractor,
+                               batch_size=batch_size,
+                               num_images=eval_cfg.get("fid_ref_num", 0))
+  generate = jax.jit(task.generate, static_argnums=2)
+  rng = in_training.noise_key(config.seed)
+  fake = features.compute_statistics(
+      in_training.generated_images(generate, state, rng, num, batch_size),
+      extractor, value_range=in_training.VALUE_RANGE, num_images=num,
+      keep_features=True, name="generated images")
+  notes = []
+  found = in_training.set_metrics(real, fake, notes)
+  return {"kind": "generative", "num_real": real.num_images,
+          "num_fake": fake.num_images, "metrics": found, "notes": notes}
+
+
+def evaluate_translation(task, state, config, test_ds, extractor,
+                         batch_size: int) -> Dict:
+  """Paired metrics on the test split, and FID when `extractor` is given.
+
+  Args:
+    task: a task with the translation protocol (`paired_functions`).
+    state: its restored state.
+    config: the run's config.
+    test_ds: the test split; every example is translated once.
+    extractor: the Inception feature extractor, or None for paired metrics
+      only.
+    batch_size: translation and Inception batch size.
+
+  Returns:
+    Report fields: "kind", "num_images", "metrics" (l1, psnr, ssim with
+    their "_std" over images, and FID/KID of outputs vs targets), "notes".
+  """
+  translate_fn, targets_fn = in_training.paired_functions(task)
+  translate = jax.jit(translate_fn)
+  rng = in_training.noise_key(config.seed)
+  per_image = {"l1": [], "psnr": [], "ssim": []}
+  notes = []
+
+  def outputs() -> Iterator[np.ndarray]:
+    for i, batch in enumerate(pipeline.eval_batches(test_ds, batch_size)):
+      mask = np.asarray(batch.pop("mask")) > 0
+      out = np.asarray(translate(state, batch, jax.random.fold_in(rng, i)))
+      out, target = out[mask], np.asarray(targets_fn(batch))[mask]
+      per_image["l1"].append(paired.l1_error(out, target))
+      per_image["psnr"].append(paired.psnr(out, target))
+      if min(out.shape[1:3]) >= _SSIM_WINDOW:
+        per_image["ssim"].append(paired.ssim(out, target))
+      yield out
+
+  result = {"kind": "translation", "notes": notes}
+  found = {}
+  if extractor is None:
+    for _ in outputs():
+      pass
+  else:
+    real = in_training.reference(config.data, test_ds, extractor,
+                                 split="test_targets", batch_size=batch_size,
+                                 fn=targets_fn)
+    fake = features.compute_statistics(
+        outputs(), extractor, value_range=in_training.VALUE_RANGE,
+        keep_features=True, name="translated test images")
+    found = in_training.set_metrics(real, fake, notes)
+    notes.append("FID/KID/precision/recall: outputs vs the targets of the "
+                 "test split.")
+  if not per_image["ssim"]:
+    notes.append(f"SSIM skipped: images smaller than its {_SSIM_WINDOW} px "
+                 "window.")
+  for name, parts in per_image.items():
+    if parts:
+      with np.errstate(invalid="ignore"):  # std of an inf PSNR is nan.
+        found[name], found[f"{name}_std"] = paired.mean_std(
+            np.concatenate(parts))
+  if math.isinf(found["psnr"]):
+    notes.append("PSNR is inf: some outputs equal their targets exactly.")
+  result["num_images"] = int(sum(len(p) for p in per_image["l1"]))
+  result["metrics"] = found
+  return result
+
+
+def evaluate_run(workdir: str, which: Optional[str] = None,
+                 num: Optional[int] = None, batch_size: int = 64,
+                 out: Optional[str] = None,
+                 resize_mode: Optional[str] = None) -> Dict:
+  """Evaluates a trained run (see the module docstring) and writes JSON.
+
+  Args:
+    workdir: the run's workdir.
+    which: "best" or "latest"; None: best when the run has one.
+    num: generated images (default `config.eval.fid_num`, else 10000).
+    batch_size: generation / translation / Inception batch size.
+    out: JSON path (default WORKDIR/eval_<which>_<step>.json).
+    resize_mode: Inception resize (default `config.eval.fid_resize`, else
+      'bilinear-tf').
+
+  Returns:
+    The report dict (also written to `out`; "out" holds the path).
+  """
+  start = time.time()
+  config, task, state, step, which, test_ds = load_run(workdir, which)
+  eval_cfg = config.get("eval") or {}
+  resize_mode = resize_mode or eval_cfg.get("fid_resize", "bilinear-tf")
+  pairs = in_training.paired_functions(task)
+  if pairs is None and not in_training.generates(task):
+    raise EvaluationError(f"Task {config.task!r} neither generates nor "
+                          "translates images; nothing to evaluate.")
+  extractor, missing = None, None
+  try:
+    extractor = in_training.get_extractor(resize_mode, batch_size)
+  except FileNotFoundError as e:  # weights.WeightsNotFoundError.
+    if pairs is None:
+      raise
+    missing = (f"{str(e).splitlines()[0]} (python -m "
+               "jaxgen.evaluation.weights --help says how to get them)")
+  if pairs is not None:
+    report = evaluate_translation(task, state, config, test_ds, extractor,
+                                  batch_size)
+    if missing:
+      report["notes"].append(f"FID skipped: {missing}")
+  else:
+    num = num or eval_cfg.get("fid_num", 0) or DEFAULT_NUM
+    report = evaluate_generative(task, state, config, test_ds, extractor,
+                                 num, batch_size)
+  report.update(workdir=os.path.abspath(workdir), which=which, step=step,
+                task=config.task, dataset=config.data.name, split="test")
+  report.update(_inception_info(extractor))
+  report["seconds"] = round(time.time() - start, 1)
+  report["out"] = out or os.path.join(report["workdir"],
+                                      f"eval_{which}_{step}.json")
+  write_json(report, report["out"])
+  return report
+
+
+def _inception_info(extractor) -> Dict:
+  return {} if extractor is None else {
+      "resize_mode": extractor.resize_mode,
+      "normalization": extractor.normalization}
+
+
+def list_images(folder: str) -> List[str]:
+  """Sorted image paths under `folder` (recursive; png/jpg/jpeg)."""
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"No folder at {folder}.")
+  paths = sorted(os.path.join(root, name)
+                 for root, _, names in os.walk(folder) for name in names
+                 if name.lower().endswith(IMAGE_EXTENSIONS))
+  if len(paths) < 2:
+    raise EvaluationError(
+        f"{'No images' if not paths else 'Only one image'} "
+        f"({', '.join(IMAGE_EXTENSIONS)}) under {folder}; FID needs at least "
+        "2 (and thousands for a meaningful value).")
+  return paths
+
+
+def _read_rgb(path: str) -> np.ndarray:
+  with Image.open(path) as img:
+    # convert("RGB") repeats greyscale to 3 channels and drops alpha.
+    return np.asarray(img.convert("RGB"), np.uint8)
+
+
+def folder_statistics(folder: str, extractor, batch_size: int = 64
+                      ) -> statistics.InceptionStatistics:
+  """Streams a folder's images through Inception (see the module docstring).
+
+  Images of one size go to the extractor as uint8 batches (resized in the
+  jitted network). Mixed sizes cannot share a batch, so each image is first
+  resized to 299 px on its own with the same resize mode and sent as float,
+  unquantised: the same numbers, one compilation.
+
+  Args:
+    folder: image folder.
+    extractor: the feature extractor.
+    batch_size: images read at a time.
+
+  Returns:
+    Statistics with features (and logits when the weights have them).
+  """
+  paths = list_images(folder)
+  sizes = set()
+  for p in paths:
+    with Image.open(p) as img:  # Reads the header only.
+      sizes.add(img.size)
+  uniform = len(sizes) == 1
+  if not uniform:
+    logging.info("%s: %d image sizes; resizing each to %d px first.",
+                 folder, len(sizes), inception.INPUT_SIZE)
+
+  def batches():
+    size = (inception.INPUT_SIZE, inception.INPUT_SIZE)
+    for i in range(0, len(paths), batch_size):
+      images = [_read_rgb(p) for p in paths[i:i + batch_size]]
+      yield np.stack(images) if uniform else np.concatenate([
+          np.asarray(resize_lib.resize_images(
+              x[None].astype(np.float32), size, extractor.resize_mode))
+          for x in images])
+
+  return features.compute_statistics(
+      batches(), extractor, value_range=None if uniform else (0.0, 255.0),
+      quantize=uniform, keep_features=True, name=folder)
+
+
+def evaluate_folders(real: str, fake: str, batch_size: int = 64,
+                     out: Optional[str] = None,
+                     resize_mode: str = "bilinear-tf") -> Dict:
+  """FID, KID, precision/recall (and IS of `fake`) between two folders.
+
+  Args:
+    real: folder of reference images.
+    fake: folder of images to score.
+    batch_size: Inception batch size.
+    out: optional JSON path.
+    resize_mode: Inception resize mode.
+
+  Returns:
+    The report dict.
+  """
+  start = time.time()
+  # Both listed first, so an empty folder fails before any Inception work.
+  list_images(real), list_images(fake)
+  extractor = in_training.get_extractor(resize_mode, batch_size)
+  real_stats = folder_statistics(real, extractor, batch_size)
+  fake_stats = folder_statistics(fake, extractor, batch_size)
+  notes = []
+  report = {"kind": "folders", "real": os.path.abspath(real),
+            "fake": os.path.abspath(fake),
+            "num_real": real_stats.num_images,
+            "num_fake": fake_stats.num_images,
+            "metrics": in_training.set_metrics(real_stats, fake_stats, notes),
+            "notes": notes}
+  report.update(_inception_info(extractor))
+  report["seconds"] = round(time.time() - start, 1)
+  if out:
+    report["out"] = out
+    write_json(report, out)
+  return report
+
+
+def write_json(report: Dict, path: str) -> str:
+  """Writes the report; non-finite numbers (PSNR of equal images) as text."""
+  def clean(v):
+    if isinstance(v, dict):
+      return {k: clean(x) for k, x in v.items()}
+    return str(v) if isinstance(v, float) and not math.isfinite(v) else v
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(clean(report), f, indent=2)
+  return path
+
+
+_ROWS = (("fid", "FID", "", 3), ("kid", "KID", "kid_std", 5),
+         ("precision", "precision", "", 4), ("recall", "recall", "", 4),
+         ("is", "IS", "is_std", 3), ("l1", "L1 ([0, 1] scale)", "l1_std", 4),
+         ("psnr", "PSNR (dB)", "psnr_std", 3), ("ssim", "SSIM", "ssim_std", 4))
+
+
+def format_report(report: Dict) -> str:
+  """The report as a human-readable table."""
+  if report["kind"] == "folders":
+    lines = [f"Real: {report['real']} ({report['num_real']} images)",
+             f"Fake: {report['fake']} ({report['num_fake']} images)"]
+  else:
+    lines = [f"Run {report['workdir']}: {report['which']} checkpoint, step "
+             f"{report['step']}, task {report['task']}, data "
+             f"{report['dataset']} ({report['split']} split)"]
+    if report["kind"] == "generative":
+      lines.append(f"{report['num_fake']} generated vs {report['num_real']} "
+                   "real test images")
+    else:
+      lines.append(f"{report['num_images']} test images translated")
+  if "resize_mode" in report:
+    lines.append(f"Inception: resize {report['resize_mode']} to 299 px, "
+                 f"normalization {report['normalization']}")
+  m = report["metrics"]
+  lines.append(f"  {'metric':<20} value")
+  for key, label, std_key, digits in _ROWS:
+    if key in m:
+      text = f"{m[key]:.{digits}f}"
+      if std_key in m:
+        text = f"{text} ± {m[std_key]:.{digits}f}"
+      lines.append(f"  {label:<20} {text}")
+  lines += [f"Note: {n}" for n in report["notes"]]
+  if report.get("out"):
+    lines.append(f"Wrote {report['out']} ({report['seconds']:.1f} s)")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  """Command line (see the module docstring); returns the exit status."""
+  parser = argparse.ArgumentParser(
+      prog="python -m jaxgen.evaluate",
+      description=__doc__.split("\n\n")[0],
+      epilog=__doc__.split("\n\n", 1)[1],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", help="run to evaluate")
+  parser.add_argument("--which", choices=("best", "latest"), default=None,
+                      help="checkpoint (default: best when there is one)")
+  parser.add_argument("--num", type=int, default=None,
+                      help="generated images (default config.eval.fid_num "
+                      f"or {DEFAULT_NUM})")
+  parser.add_argument("--real", help="folder of reference images")
+  parser.add_argument("--fake", help="folder of images to score")
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--resize", choices=resize_lib.RESIZE_MODES,
+                      default=None, help="Inception resize mode (default "
+                      "config.eval.fid_resize or bilinear-tf)")
+  parser.add_argument("--out", default=None, help="JSON output path")
+  args = parser.parse_args(argv)
+  folders = args.real is not None or args.fake is not None
+  if folders == (args.workdir is not None):
+    parser.error("give either --workdir, or both --real and --fake.")
+  if folders and (args.real is None or args.fake is None):
+    parser.error("--real and --fake go together.")
+  logging.set_verbosity(logging.INFO)  # Progress lines of long runs.
+  logging_std.getLogger("absl").addFilter(_DropChatter())
+  try:
+    if folders:
+      report = evaluate_folders(args.real, args.fake, args.batch_size,
+                                args.out, args.resize or "bilinear-tf")
+    else:
+      report = evaluate_run(args.workdir, args.which, args.num,
+                            args.batch_size, args.out, args.resize)
+  except (FileNotFoundError, EvaluationError) as e:
+    print(f"Error: {e}", file=sys.stderr)
+    return 1
+  print(format_report(report))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

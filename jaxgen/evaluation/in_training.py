@@ -1,0 +1,324 @@
+"""FID/KID of generated images during training, and the shared plumbing.
+
+The train loop builds a `FIDEvaluator` with `from_config` when the config
+has an `eval` group with `fid_every > 0` (see `configlib.fid_defaults`);
+every `fid_every` steps (and at the last step) it generates `fid_num`
+images with `task.generate` in fixed-size jitted chunks and compares their
+Inception statistics with the cached statistics of the dataset's test split.
+The results go through the loop's eval-metrics path as `eval/fid` and
+`eval/kid`, so `config.train.best_metric = "eval/fid"` keeps the best
+generator by FID.
+
+The same functions serve `python -m jaxgen.evaluate`: `get_extractor`
+(the one place the Inception network is obtained, so tests can substitute a
+small stand-in), `dataset_key`, `real_images`, `generated_images`,
+`reference`, `paired_functions` (the translation protocol) and
+`set_metrics`.
+"""
+
+import hashlib
+import json
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from jaxgen import configlib
+from jaxgen.data import pipeline
+from jaxgen.evaluation import features
+from jaxgen.evaluation import metrics
+from jaxgen.evaluation import statistics
+from jaxgen.evaluation import weights as weights_lib
+from jaxgen.tasks import base
+
+# Metrics that only exist when FID runs; a best checkpoint by one of them
+# needs the weights from the start.
+FID_METRICS = ("eval/fid", "eval/kid")
+VALUE_RANGE = (0.0, 1.0)  # Images of generate() and of the datasets.
+NO_CLASSIFIER_NOTE = (
+    "IS skipped: these Inception weights have no classifier (fid-helper's "
+    "copy); use pytorch-fid's pt_inception-2015-12-05-6726825d.pth for IS.")
+
+
+def get_extractor(resize_mode: str = "bilinear-tf", batch_size: int = 64
+                  ) -> features.InceptionExtractor:
+  """The shared Inception extractor (weights from the env var or cache).
+
+  Args:
+    resize_mode: resize to 299 px (see `resize.RESIZE_MODES`).
+    batch_size: images per jitted forward pass.
+
+  Returns:
+    An `InceptionExtractor`.
+
+  Raises:
+    weights.WeightsNotFoundError: with instructions when there are no
+      weights.
+  """
+  return features.default_extractor(None, resize_mode, batch_size)
+
+
+def generates(task) -> bool:
+  """Whether the task overrides `Task.generate`."""
+  # Looked up on the class: the base method raises NotImplementedError.
+  return type(task).generate is not base.Task.generate
+
+
+def dataset_key(data_cfg: ml_collections.ConfigDict) -> str:
+  """Cache name of a dataset: its name and a hash of its whole config.
+
+  The name alone is not enough: e.g. "cifar" may be a folder, TFDS or the
+  synthetic stand-in, and reference statistics of one must never be used
+  for another. Fields that only affect training (augmentation) change the
+  hash too, which only costs a recomputation.
+
+  Args:
+    data_cfg: `config.data`.
+
+  Returns:
+    "<name>_<8 hex digits>".
+  """
+  text = json.dumps(json.loads(data_cfg.to_json_best_effort()),
+                    sort_keys=True)
+  return f"{data_cfg.name}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def real_images(dataset: pipeline.Dataset, batch_size: int,
+                fn: Optional[Callable] = None) -> Iterator[np.ndarray]:
+  """Images of an evaluation split in order, without the padding.
+
+  Args:
+    dataset: the split (e.g. `pipeline.build(config.data, "test")`).
+    batch_size: batch size read at a time.
+    fn: batch dict -> [n, h, w, c] images in [0, 1]; default
+      `batch["image"]`.
+
+  Yields:
+    numpy batches; the padded examples of the last batch (mask 0) dropped.
+  """
+  for batch in pipeline.eval_batches(dataset, batch_size):
+    mask = np.asarray(batch.pop("mask")) > 0
+    images = batch["image"] if fn is None else fn(batch)
+    yield np.asarray(images)[mask]
+
+
+def noise_key(seed: int) -> jax.Array:
+  """The fixed key of FID samples (of the run's seed).
+
+  The eval CLI uses it too, so it reproduces an in-training FID given the
+  same image count and batch size.
+
+  Args:
+    seed: `config.seed`.
+
+  Returns:
+    A JAX key.
+  """
+  return jax.random.fold_in(jax.random.key(seed), 0xF1D)
+
+
+def generated_images(generate: Callable, state, rng: jax.Array, num: int,
+                     batch_size: int) -> Iterator[jax.Array]:
+  """`num` generated images, in chunks of exactly `batch_size`.
+
+  Args:
+    generate: jitted (state, rng, num) -> images with `num` static, e.g.
+      `jax.jit(task.generate, static_argnums=2)`; a fixed chunk size means
+      one compilation.
+    state: the task state.
+    rng: base key; chunk i uses fold_in(rng, i).
+    num: images wanted (the last chunk is cut by the consumer's limit).
+    batch_size: chunk size.
+
+  Yields:
+    [batch_size, h, w, c] device arrays in [0, 1].
+  """
+  for i in range(-(-num // batch_size)):
+    yield generate(state, jax.random.fold_in(rng, i), batch_size)
+
+
+def reference(data_cfg: ml_collections.ConfigDict, dataset: pipeline.Dataset,
+              extractor, *, split: str = "test", batch_size: int = 64,
+              num_images: Optional[int] = None,
+              fn: Optional[Callable] = None) -> statistics.InceptionStatistics:
+  """Cached Inception statistics (with features) of a real split.
+
+  Args:
+    data_cfg: `config.data` (names the cache entry, see `dataset_key`).
+    dataset: the split's Dataset.
+    extractor: the feature extractor (its resize mode is in the key).
+    split: split name in the cache key.
+    batch_size: read batch size.
+    num_images: use only the first images (None or 0: all).
+    fn: batch -> images in [0, 1] (see `real_images`).
+
+  Returns:
+    `InceptionStatistics` with features (for KID and precision/recall).
+  """
+  # "HxWxC" of the images as the metric sees them, for the cache key.
+  first = next(real_images(dataset, 1, fn))
+  resolution = "x".join(str(d) for d in first.shape[1:])
+  return features.reference_statistics(
+      dataset_key(data_cfg), split, resolution,
+      lambda: real_images(dataset, batch_size, fn), extractor,
+      value_range=VALUE_RANGE, num_images=num_images or None,
+      keep_features=True)
+
+
+def paired_functions(task) -> Optional[Tuple[Callable, Callable]]:
+  """The translation protocol of a task (see `base.Task.translate_batch`).
+
+  Args:
+    task: a task.
+
+  Returns:
+    (translate_batch(state, batch, rng), paired_targets(batch)), both
+    giving images in [0, 1], or None when the task does not translate.
+  """
+  if type(task).translate_batch is not base.Task.translate_batch:
+    return task.translate_batch, task.paired_targets
+  return None
+
+
+def set_metrics(real: statistics.InceptionStatistics,
+                fake: statistics.InceptionStatistics,
+                notes: List[str]) -> Dict[str, float]:
+  """FID, KID, precision/recall and IS as far as the set sizes allow.
+
+  Args:
+    real: reference statistics (with features).
+    fake: statistics of the evaluated images (with features).
+    notes: list that receives a line for each metric left out.
+
+  Returns:
+    {'fid', 'kid', 'kid_std'} and, when possible, {'precision', 'recall'}
+    and {'is', 'is_std'} (see `statistics.distribution_metrics`).
+  """
+  pr_k = 3
+  if min(real.num_images, fake.num_images) > pr_k:
+    out = statistics.distribution_metrics(real, fake, pr_k=pr_k)
+  else:
+    notes.append(f"Precision/recall skipped: needs more than {pr_k} images "
+                 "per set.")
+    out = {"fid": metrics.frechet_distance(real.mu, real.sigma, fake.mu,
+                                           fake.sigma)}
+    out["kid"], out["kid_std"] = metrics.kernel_inception_distance(
+        real.features, fake.features)
+  if "is" not in out:
+    notes.append(NO_CLASSIFIER_NOTE)
+  return out
+
+
+class FIDEvaluator:
+  """FID/KID of `task.generate` samples against the test split.
+
+  Each call uses the same noise, so values at different steps differ only by
+  the model.
+  """
+
+  def __init__(self, task, test_ds: pipeline.Dataset,
+               config: ml_collections.ConfigDict, extractor):
+    # Fields missing from a hand-written eval group take the defaults.
+    self.cfg = configlib.fid_defaults(**config.eval.to_dict())
+    self.data_cfg = config.data
+    self.test_ds = test_ds
+    self.extractor = extractor
+    self.rng = noise_key(config.seed)
+    self._generate = jax.jit(task.generate, static_argnums=2)
+    self._reference = None
+
+  def due(self, step: int, last_step: int) -> bool:
+    """Whether FID runs at `step` (every `fid_every` and at the end)."""
+    every = self.cfg.fid_every
+    return every > 0 and (step % every == 0 or step == last_step)
+
+  def reference(self) -> statistics.InceptionStatistics:
+    """Test-split statistics, computed (or read from the cache) once."""
+    if self._reference is None:
+      self._reference = reference(
+          self.data_cfg, self.test_ds, self.extractor,
+          batch_size=self.cfg.fid_batch_size,
+          num_images=self.cfg.fid_ref_num)
+    return self._reference
+
+  def __call__(self, state) -> Dict[str, float]:
+    """{"eval/fid", "eval/kid"} of `fid_num` images generated from `state`."""
+    real = self.reference()
+    start = time.time()
+    kid_subsets = self.cfg.kid_subsets
+    use_kid = kid_subsets > 0
+    fake = features.compute_statistics(
+        generated_images(self._generate, state, self.rng, self.cfg.fid_num,
+                         self.cfg.fid_batch_size),
+        self.extractor, value_range=VALUE_RANGE,
+        num_images=self.cfg.fid_num, keep_features=use_kid,
+        keep_logits=False, name="generated images")
+    out = {"eval/fid": metrics.frechet_distance(real.mu, real.sigma, fake.mu,
+                                                fake.sigma)}
+    if use_kid:
+      # Fewer subsets than the CLI's 100: each is three 1000x2048x1000
+      # float64 matrix products on the host, and a curve needs no more.
+      out["eval/kid"], _ = metrics.kernel_inception_distance(
+          real.features, fake.features, num_subsets=kid_subsets)
+    logging.info("FID of %d generated vs %d test images (%s resize): %.3f "
+                 "(%.1f s)", fake.num_images, real.num_images,
+                 self.extractor.resize_mode, out["eval/fid"],
+                 time.time() - start)
+    return out
+
+
+def from_config(config: ml_collections.ConfigDict, task,
+                test_ds: pipeline.Dataset) -> Optional[FIDEvaluator]:
+  """The loop's FID evaluator, or None when FID is off or impossible.
+
+  FID is off without a `config.eval` group or with `fid_every <= 0`. When
+  the Inception weights are missing it logs one warning (with how to get
+  them) and returns None, unless the best checkpoint is chosen by an FID
+  metric: then it fails now rather than after hours of training.
+
+  Args:
+    config: the experiment config.
+    task: the task (must implement `generate` when FID is on).
+    test_ds: the test split.
+
+  Returns:
+    A `FIDEvaluator` or None.
+
+  Raises:
+    ValueError: `train.best_metric` is an FID metric but FID is off, or FID
+      is on for a task that does not generate.
+    weights.WeightsNotFoundError: no weights while `best_metric` needs them.
+  """
+  eval_cfg = config.get("eval")
+  every = int(eval_cfg.get("fid_every", 0)) if eval_cfg else 0
+  best = config.train.get("best_metric", "")
+  if best in FID_METRICS and every <= 0:
+    raise ValueError(
+        f"config.train.best_metric is {best!r} but FID is off "
+        "(config.eval.fid_every <= 0 or no config.eval group); set e.g. "
+        "--config.eval.fid_every=1000 (configlib.fid_defaults) or pick "
+        "another best_metric.")
+  if every <= 0:
+    return None
+  if not generates(task):
+    raise ValueError(f"config.eval.fid_every={every} but task "
+                     f"{config.task!r} does not generate images; set it to "
+                     "0 (paired metrics come from its eval step).")
+  try:
+    defaults = configlib.fid_defaults()
+    extractor = get_extractor(
+        eval_cfg.get("fid_resize", defaults.fid_resize),
+        eval_cfg.get("fid_batch_size", defaults.fid_batch_size))
+  except weights_lib.WeightsNotFoundError as e:
+    if best in FID_METRICS:
+      raise weights_lib.WeightsNotFoundError(
+          f"config.train.best_metric={best!r} needs the Inception weights, "
+          f"which are missing.\n{e}") from e
+    logging.warning("FID/KID during training are skipped "
+                    "(config.eval.fid_every=%d): %s", every, e)
+    return None
+  return FIDEvaluator(task, test_ds, config, extractor)
+

@@ -1,0 +1,208 @@
+r"""DCGAN with a Siamese discriminator (jaxgen.models.siamese).
+
+Notation: x a batch of real images in [-1, 1], x' the same batch rolled by
+one (x'_i = x_{i+1}, a different real image), z ~ N(0, I), f the shared
+encoder, D(.) = adversarial logit of f(.), S(a, b) = similarity logit of
+|f(a) - f(b)|, and l(t, y) the binary cross-entropy of logit t against
+target y (l(t, 1) = softplus(-t), l(t, 0) = softplus(t)).
+
+Discriminator (encoder and both heads), minimised:
+
+  L_D = E[ l(D(x), 1) + l(D(G(z)), 0) ]
+      + lambda_D * E[ l(S(x, x'), 1) + l(S(x, G(z)), 0) ]
+
+i.e. real-real pairs should score "alike", real-fake pairs "not alike".
+
+Generator, minimised (both terms non-saturating):
+
+  L_G = E[ l(D(G(z)), 1) ] + lambda_G * E[ l(S(x, G(z)), 1) ]
+
+the adversarial loss plus a weighted dissimilarity term -log sigmoid(S(x,
+G(z))): the generator is pushed to make its images look, to the shared
+encoder, like real ones pair by pair. With `gan.loss` = "lsgan" or "hinge"
+both heads use that loss instead (jaxgen.losses.gan_d_loss/gan_g_loss with
+the same targets). lambda_D = `siamese.d_sim_weight`, lambda_G =
+`siamese.g_sim_weight`; with both 0 the similarity head is not built and the
+task is a plain DCGAN whose discriminator is the encoder plus the
+adversarial head.
+
+Each image is encoded once per step; both heads read the same features, so
+gradients from the real branch, the fake branch and both heads all land on
+the one encoder. With BatchNorm in the encoder, real and fake batches are
+normalised separately (as in DCGAN's discriminator).
+
+Optional EMA generator (`model.ema_decay` > 0): after every step
+  ema <- decay * ema + (1 - decay) * (generator params, batch statistics)
+and the EMA copy is used for samples, `generate` and evaluation.
+
+The "best" checkpoint uses the configured `train.best_metric` (default
+`eval/swd`, sliced Wasserstein distance between generated and held-out real
+pixels, as in GANTask).
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from jaxgen import losses
+from jaxgen.models import dcgan
+from jaxgen.models import siamese
+from jaxgen.tasks import base
+from jaxgen.tasks import gan
+
+
+@flax.struct.dataclass
+class SiameseGANState(gan.GANState):
+  """GANState plus the EMA generator variables (None when EMA is off)."""
+  ema: Any = None
+
+
+def ema_update(ema, new, decay):
+  """decay * ema + (1 - decay) * new, leaf by leaf.
+
+  Args:
+    ema: pytree of the running averages.
+    new: pytree of the same structure with the current values.
+    decay: scalar in [0, 1).
+
+  Returns:
+    The updated pytree.
+  """
+  return jax.tree_util.tree_map(
+      lambda e, p: decay * e + (1.0 - decay) * p, ema, new)
+
+
+def similarity_pairs(real_feats):
+  """Features of x' (the batch rolled by one), to pair real with real."""
+  return jnp.roll(real_feats, 1, axis=0)
+
+
+class SiameseGANTask(gan.GANTask):
+  """GANTask with the Siamese discriminator, its losses and an optional EMA.
+
+  The D/G alternation, optimizers and non-saturating adversarial losses are
+  GANTask's; `d_loss` and `g_loss` add the similarity terms.
+  """
+
+  @property
+  def use_similarity(self):
+    s = self.config.siamese
+    return s.d_sim_weight > 0 or s.g_sim_weight > 0
+
+  @property
+  def ema_decay(self):
+    return float(self.config.model.get("ema_decay", 0.0))
+
+  def make_models(self, res, channels):
+    m = self.config.model
+    gen = dcgan.Generator(res=res, channels=channels, width=m.g_width,
+                          max_width=m.max_width,
+                          upsample_impl=m.get("upsample_impl"))
+    disc = siamese.SiameseDiscriminator(
+        width=m.d_width, max_width=m.max_width, norm=m.get("d_norm", "batch"),
+        similarity=self.use_similarity, sim_hidden=m.get("sim_hidden", 128),
+        downsample_impl=m.get("downsample_impl"))
+    return gen, disc
+
+  def init_state(self, rng, batch):
+    state = super().init_state(rng, batch)
+    ema = None
+    if self.ema_decay > 0:
+      # Copies, so the loop may donate the generator's buffers.
+      ema = jax.tree_util.tree_map(
+          jnp.copy, {"params": state.g.params,
+                     "batch_stats": state.g.batch_stats})
+    return SiameseGANState(step=state.step, g=state.g, d=state.d, ema=ema)
+
+  def _encode(self, v, images):
+    """(features, logits, updated variables) in train mode."""
+    (feats, logits), upd = self.disc.apply(v, images, mutable=["batch_stats"])
+    if "batch_stats" in upd:
+      v = dict(v, batch_stats=upd["batch_stats"])
+    return feats, logits, v
+
+  def _sim(self, v, fa, fb):
+    return self.disc.apply(
+        v, fa, fb, method=siamese.SiameseDiscriminator.similarity_logits)
+
+  def d_loss(self, d_params, d, real, fake, rng):
+    """L_D (see the module docstring), metrics and new D batch statistics."""
+    del rng
+    kind = self.config.gan.loss
+    v = d.variables(d_params)
+    f_real, real_logits, v = self._encode(v, real)
+    f_fake, fake_logits, v = self._encode(v, fake)
+    adv = jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
+    metrics = {"d_adv": adv,
+               "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    loss = adv
+    if self.use_similarity:
+      s_rr = self._sim(v, f_real, similarity_pairs(f_real))
+      s_rf = self._sim(v, f_real, f_fake)
+      sim = jnp.mean(losses.gan_d_loss(s_rr, s_rf, kind))
+      loss = adv + self.config.siamese.d_sim_weight * sim
+      metrics.update(d_sim=sim, sim_real=jnp.mean(jax.nn.sigmoid(s_rr)),
+                     sim_fake=jnp.mean(jax.nn.sigmoid(s_rf)))
+    metrics["d_loss"] = loss
+    return loss, (metrics, v.get("batch_stats"))
+
+  def g_loss(self, g_params, state, real, rng):
+    """L_G (see the module docstring), metrics and new G batch statistics."""
+    kind = self.config.gan.loss
+    z = self.sample_z(rng, real.shape[0])
+    fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
+    # D in train mode, as in the D step; its statistics updates are dropped.
+    v = state.d.variables()
+    f_fake, fake_logits, _ = self._encode(v, fake)
+    adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
+    metrics = {"g_adv": adv}
+    loss = adv
+    if self.use_similarity:
+      f_real, _, _ = self._encode(v, real)
+      sim = jnp.mean(losses.gan_g_loss(self._sim(v, f_real, f_fake), kind))
+      loss = adv + self.config.siamese.g_sim_weight * sim
+      metrics["g_sim"] = sim
+    metrics["g_loss"] = loss
+    return loss, (metrics, g_stats)
+
+  def train_step(self, state, batch, rng):
+    state, metrics = super().train_step(state, batch, rng)
+    if state.ema is not None:
+      state = state.replace(ema=ema_update(
+          state.ema, {"params": state.g.params,
+                      "batch_stats": state.g.batch_stats}, self.ema_decay))
+    return state, metrics
+
+  def sampling_generator(self, state) -> base.TrainState:
+    """The generator used for samples and evaluation (EMA when enabled)."""
+    if state.ema is None:
+      return state.g
+    return state.g.replace(params=state.ema["params"],
+                           batch_stats=state.ema["batch_stats"])
+
+  def eval_step(self, state, batch, rng):
+    real = base.to_signed(batch["image"])
+    z_rng, swd_rng = jax.random.split(rng)
+    fake, _ = self.generator_forward(
+        self.sampling_generator(state),
+        self.sample_z(z_rng, real.shape[0]), train=False)
+    v = state.d.variables()
+    f_real, real_logits = self.disc.apply(v, real, train=False)
+    f_fake, fake_logits = self.disc.apply(v, fake, train=False)
+    swd = losses.sliced_wasserstein(fake, real, swd_rng)
+    out = {"d_real": jax.nn.sigmoid(real_logits),
+           "d_fake": jax.nn.sigmoid(fake_logits),
+           "swd": jnp.full(real.shape[:1], swd)}
+    if self.use_similarity:
+      out["sim_real"] = jax.nn.sigmoid(
+          self._sim(v, f_real, similarity_pairs(f_real)))
+      out["sim_fake"] = jax.nn.sigmoid(self._sim(v, f_real, f_fake))
+    return out
+
+  def generate(self, state, rng, num):
+    fake, _ = self.generator_forward(self.sampling_generator(state),
+                                     self.sample_z(rng, num), train=False)
+    return base.to_unit(fake)
