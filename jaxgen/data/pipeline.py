@@ -60,11 +60,6 @@ def register(name: str):
   return wrap
 
 
-def register_lazy(name: str, module: str) -> None:
-  """Declares that importing `module` registers the dataset `name`."""
-  _LAZY[name] = module
-
-
 def known_datasets():
   """Sorted names of every dataset that can be built."""
   return sorted(set(_BUILDERS) | set(_LAZY))

@@ -8,7 +8,6 @@ optimizers and (for GANs) its generator/discriminator alternation.
 import abc
 from typing import Any, Dict, Tuple
 
-import flax
 import jax
 import jax.numpy as jnp
 from flax.training import train_state
@@ -101,12 +100,3 @@ def to_signed(x):
 def to_unit(x):
   """[-1, 1] -> [0, 1], clipped."""
   return jnp.clip((x + 1.0) * 0.5, 0.0, 1.0)
-
-
-def masked_mean(values, mask):
-  """Mean of `values` [batch] over entries with mask 1."""
-  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def freeze_dict(d):
-  return flax.core.freeze(d)
