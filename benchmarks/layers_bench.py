@@ -66,6 +66,7 @@ def bench_case(kind, n, h, cin, cout, impls, reps, slow_ms):
   import jax
   import jax.numpy as jnp
   import torch
+  from jaxgen import backend
   from jaxgen.models import layers
 
   fns = layers.UP_FNS if kind == "up" else layers.DOWN_FNS
@@ -81,7 +82,7 @@ def bench_case(kind, n, h, cin, cout, impls, reps, slow_ms):
     if impl not in fns:
       continue
     # g is an argument, not a closed-over constant XLA could fold into.
-    step = jax.jit(jax.value_and_grad(
+    step = backend.jit(jax.value_and_grad(
         lambda x, k, g, f=fns[impl]: jnp.sum(f(x, k) * g), argnums=(0, 1)))
     runs[impl] = lambda s=step: jax.block_until_ready(s(xj, kj, gj))
 

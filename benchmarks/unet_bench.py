@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 import torch
 
+from jaxgen import backend
 from jaxgen.models import layers
 
 
@@ -145,7 +146,7 @@ def make_jax_step(model, x, y):
     updates, opt = tx.update(grads, opt, params)
     return (optax.apply_updates(params, updates), stats, opt, rng), loss
 
-  return state, jax.jit(step, donate_argnums=0)
+  return state, backend.jit(step, donate_argnums=0)
 
 
 def main():

@@ -18,7 +18,8 @@ data: photos in class sub-folders, sketched on the fly, e.g. CIFAR cat/dog:
   with configs/classifier.py and python -m jaxgen.tasks.classifier)
 Sketch-encoder generator (100-d code + noise z, no skips):
   python -m jaxgen.main --config=configs/cgan.py:encoder,demo --workdir=...
-Options after the colon: demo, tiny (for tests), labels, encoder, res=N,
+Options after the colon: demo, tiny (for tests), bench (full-size nets on
+the procedural faces, for benchmarks/bench.py), labels, encoder, res=N,
 steps=N, root=PATH.
 """
 
@@ -26,6 +27,9 @@ import ml_collections
 
 from jaxgen import configlib
 from jaxgen.data import paired_datasets
+
+# The variants benchmarks/bench.py runs by default (pix2pix at 128 and 256).
+BENCH_ARGS = ("bench,res=128", "bench,res=256")
 
 
 def _patch_layers(res):
@@ -35,9 +39,10 @@ def _patch_layers(res):
 
 def get_config(arg=None):
   """Returns the cGAN config; see the module docstring for variants."""
-  arg = configlib.parse_arg(arg, demo=False, tiny=False, labels=False,
-                            encoder=False, res=0, steps=0, root="")
-  procedural = arg.demo or arg.tiny
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, bench=False,
+                            labels=False, encoder=False, res=0, steps=0,
+                            root="")
+  procedural = arg.demo or arg.tiny or arg.bench
   res = arg.res or (16 if arg.tiny else 64 if arg.demo else
                     32 if arg.labels else 256)
   c = ml_collections.ConfigDict()

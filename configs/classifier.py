@@ -10,7 +10,8 @@ their class labels), then compared on real and generated test photos:
 Real data (photos in class sub-folders, e.g. CIFAR cat/dog at 32 px):
   python -m jaxgen.main --config=configs/classifier.py --workdir=runs/cls \
       --config.data.root=../shared/data/cifar10_catdog
-Options after the colon: demo, tiny (for tests), res=N, steps=N, root=PATH.
+Options after the colon: demo, tiny (for tests), bench (full-size net on the
+procedural faces, for benchmarks/bench.py), res=N, steps=N, root=PATH.
 """
 
 import ml_collections
@@ -21,13 +22,13 @@ from jaxgen.data import paired_datasets
 
 def get_config(arg=None):
   """Returns the classifier config; see the module docstring for variants."""
-  arg = configlib.parse_arg(arg, demo=False, tiny=False, res=0, steps=0,
-                            root="")
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, bench=False, res=0,
+                            steps=0, root="")
   res = arg.res or (16 if arg.tiny else 64 if arg.demo else 32)
   c = ml_collections.ConfigDict()
   c.task = "classifier"
   c.seed = 0
-  if arg.demo or arg.tiny:
+  if arg.demo or arg.tiny or arg.bench:
     # Must match configs/cgan.py:labels,demo so the test photos are shared.
     c.data = paired_datasets.data_config("procedural_faces", res,
                                          num_classes=2)

@@ -5,7 +5,8 @@ Real scans (one sub-folder per signer):
       --config.data.root=../shared/data/signatures
 Embedded procedural signatures, CPU minutes:
   python -m jaxgen.main --config=configs/gan.py:demo --workdir=runs/gan_demo
-Options after the colon: demo, tiny (for tests), res=64|128, steps=N.
+Options after the colon: demo, tiny (for tests), bench (full-size model on
+the procedural signatures, for benchmarks/bench.py), res=64|128, steps=N.
 """
 
 import ml_collections
@@ -15,11 +16,13 @@ from jaxgen import configlib
 
 def get_config(arg=None):
   """Returns the DCGAN config; see the module docstring for variants."""
-  arg = configlib.parse_arg(arg, demo=False, tiny=False, res=64, steps=0)
+  arg = configlib.parse_arg(arg, demo=False, tiny=False, bench=False, res=64,
+                            steps=0)
   c = ml_collections.ConfigDict()
   c.task = "gan"
   c.seed = 0
-  c.data = configlib.signature_data(demo=arg.demo or arg.tiny, res=arg.res)
+  c.data = configlib.signature_data(demo=arg.demo or arg.tiny or arg.bench,
+                                   res=arg.res)
   c.data.augment.update(scale=0.05, rotation=3.0, translation=0.03)
   c.model = ml_collections.ConfigDict(dict(
       z_dim=100,

@@ -14,7 +14,8 @@ CPU demo (minutes):
 The demo reads ../shared/data/cifar10_catdog (next to the repository) when
 that folder exists when the config is loaded, else the synthetic coloured
 shapes; config.json in the workdir records which (data.source).
-Options after the colon: demo, tiny (tests; always synthetic), plain,
+Options after the colon: demo, tiny (tests; always synthetic), bench
+(full-size nets on synthetic images, for benchmarks/bench.py), plain,
 ema=DECAY, steps=N, width=W (G and D widths).
 """
 
@@ -34,7 +35,7 @@ _SHARED_FOLDER = os.path.join(
 def get_config(arg=None):
   """Returns the Siamese-GAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, plain=False,
-                            ema=0.0, steps=0, width=0)
+                            ema=0.0, steps=0, width=0, bench=False)
   c = ml_collections.ConfigDict()
   c.task = "siamese_gan"
   c.seed = 0
@@ -109,6 +110,11 @@ def get_config(arg=None):
     c.train.update(batch_size=8, num_steps=6, log_every=2, eval_every=3,
                    eval_batches=1, sample_every=3, num_samples=4,
                    checkpoint_every=3, data_threads=0)
+  if arg.bench:
+    # Full-size nets on the synthetic source (no files needed).
+    c.data.update(source="synthetic", root="")
+    c.eval.fid_every = 0
+    c.train.best_metric = "eval/swd"
   if arg.width:
     c.model.update(g_width=arg.width, d_width=arg.width)
   if arg.steps:

@@ -37,6 +37,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import tasks as tasks_lib
 from jaxgen.data import pipeline
@@ -132,7 +133,7 @@ def evaluate_generative(task, state, config, test_ds, extractor, num: int,
   real = in_training.reference(config.data, test_ds, extractor,
                                batch_size=batch_size,
                                num_images=eval_cfg.get("fid_ref_num", 0))
-  generate = jax.jit(task.generate, static_argnums=2)
+  generate = backend.jit(task.generate, static_argnums=2)
   rng = in_training.noise_key(config.seed)
   fake = features.compute_statistics(
       in_training.generated_images(generate, state, rng, num, batch_size),
@@ -162,7 +163,7 @@ def evaluate_translation(task, state, config, test_ds, extractor,
     their "_std" over images, and FID/KID of outputs vs targets), "notes".
   """
   translate_fn, targets_fn = in_training.paired_functions(task)
-  translate = jax.jit(translate_fn)
+  translate = backend.jit(translate_fn)
   rng = in_training.noise_key(config.seed)
   per_image = {"l1": [], "psnr": [], "ssim": []}
   notes = []

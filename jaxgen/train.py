@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import parallel
 from jaxgen import reporting
@@ -109,6 +110,29 @@ def _fmt_eta(seconds):
   return f"{h:d}:{m:02d}:{s:02d}"
 
 
+def jit_train_step(task, mesh):
+  """The loop's jitted step: `(state, batch, rng) -> (state, metrics)`.
+
+  The rng is folded with `state.step`, the batch is split over the mesh's
+  data axis, everything else is replicated, and the state is donated so that
+  XLA updates parameters and optimizer moments in place.
+
+  Args:
+    task: a jaxgen.tasks.base.Task.
+    mesh: the device mesh (see jaxgen/parallel.py).
+
+  Returns:
+    The jitted function (benchmarks/bench.py times this same function).
+  """
+  repl, data_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
+
+  def step_fn(state, batch, rng):
+    return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
+
+  return backend.jit(step_fn, in_shardings=(repl, data_sh, repl),
+                     out_shardings=(repl, repl), donate_argnums=(0,))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        stop_after: Optional[int] = None) -> RunResult:
   """Trains `config.task`, resuming from `workdir` if it holds a checkpoint.
@@ -174,13 +198,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if start == 0:
     writer.write_hparams({k: v for k, v in _flatten(config).items()})
 
-  def step_fn(state, batch, rng):
-    return task.train_step(state, batch, jax.random.fold_in(rng, state.step))
-
-  p_train = jax.jit(step_fn, in_shardings=(repl, data_sh, repl),
-                    out_shardings=(repl, repl), donate_argnums=(0,))
-  p_eval = jax.jit(task.eval_step, in_shardings=(repl, data_sh, repl),
-                   out_shardings=data_sh)
+  p_train = jit_train_step(task, mesh)
+  p_eval = backend.jit(task.eval_step, in_shardings=(repl, data_sh, repl),
+                       out_shardings=data_sh)
   sample_batch = pipeline.spread_batch(test_ds, tc.num_samples)
   sample_batch = parallel.replicate(sample_batch, mesh)
   outputs = {"workdir": workdir,

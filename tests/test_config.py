@@ -37,7 +37,7 @@ def test_parse_arg_unknown_option_lists_valid():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
-@pytest.mark.parametrize("variant", [None, "demo", "tiny"])
+@pytest.mark.parametrize("variant", [None, "demo", "tiny", "bench"])
 def test_every_config_variant_builds(path, variant):
   config = load(path).get_config(variant)
   assert config.task in tasks.known_tasks()

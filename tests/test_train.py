@@ -153,3 +153,22 @@ def test_batch_not_divisible_by_devices_is_clear():
                      "batch_size=8"):
     parallel.check_batch_size(10, mesh)
   parallel.check_batch_size(12, mesh)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_train_step_compiles_once(name, tmp_path, monkeypatch):
+  """Steady-state steps reuse one executable: no retracing per step (e.g.
+  from a Python scalar or a changing dtype in the state)."""
+  steps = []
+  original = train.jit_train_step
+
+  def capture(task, mesh):
+    steps.append(original(task, mesh))
+    return steps[-1]
+
+  monkeypatch.setattr(train, "jit_train_step", capture)
+  config = _config(name, num_steps=5, eval_every=5, sample_every=5,
+                   checkpoint_every=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  assert len(steps) == 1
+  assert steps[0]._cache_size() == 1  # pylint: disable=protected-access

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import backend
 from jaxgen.evaluation import inception
 from jaxgen.evaluation import resize as resize_lib
 from jaxgen.evaluation import statistics
@@ -94,7 +95,7 @@ class InceptionExtractor:
     self.batch_size = batch_size
     self.resize_mode = resize_mode
     self.normalization = normalization
-    self._forward = jax.jit(self._forward_impl, static_argnums=(2, 3))
+    self._forward = backend.jit(self._forward_impl, static_argnums=(2, 3))
 
   def _forward_impl(self, params, images, value_range, quantize):
     x = _to_pixels(images, value_range, quantize)

@@ -26,6 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxgen import backend
 from jaxgen import configlib
 from jaxgen.data import pipeline
 from jaxgen.evaluation import features
@@ -227,7 +228,7 @@ class FIDEvaluator:
     self.test_ds = test_ds
     self.extractor = extractor
     self.rng = noise_key(config.seed)
-    self._generate = jax.jit(task.generate, static_argnums=2)
+    self._generate = backend.jit(task.generate, static_argnums=2)
     self._reference = None
 
   def due(self, step: int, last_step: int) -> bool:

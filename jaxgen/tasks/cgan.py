@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen import backend
 from jaxgen import losses, optim
 from jaxgen.evaluation import paired as paired_eval
 from jaxgen.models import patchgan, unet
@@ -337,7 +338,7 @@ class CGANTask(base.Task):
 
   def samples(self, state, batch, rng):
     if not hasattr(self, "_samples_jit"):
-      self._samples_jit = jax.jit(self._samples)
+      self._samples_jit = backend.jit(self._samples)
     return self._samples_jit(state, batch, rng)
 
   def _samples(self, state, batch, rng):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import optim
 from jaxgen import tasks as tasks_lib
@@ -135,7 +136,8 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
     raise ValueError(
         f"The classifier was trained at {clf_config.data.crop_size} px and "
         f"the cGAN at {cgan_config.data.crop_size} px; they must match.")
-  translate, predict = jax.jit(cgan.translate), jax.jit(clf.predict)
+  translate = backend.jit(cgan.translate)
+  predict = backend.jit(clf.predict)
   hits = {"acc_real": 0.0, "acc_generated": 0.0, "acc_requested": 0.0}
   n = 0
   for i, batch in enumerate(pipeline.eval_batches(test_ds, batch_size,

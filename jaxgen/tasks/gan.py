@@ -11,8 +11,6 @@ generated and held-out real images (pixels), until an Inception-based metric
 is configured.
 """
 
-from typing import Any
-
 import flax
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,361 @@
+r"""Train-step benchmark of every task, with a PyTorch reference beside it.
+
+  python benchmarks/bench.py                  # every config, one table
+  python benchmarks/bench.py --cases "cgan.py:bench,res=128;vae.py:bench" --steps 20
+  python benchmarks/bench.py --dtype bfloat16 --batch 1,16   # on a GPU
+
+Cases come from configs/: every config file is run with its `BENCH_ARGS`
+(a module-level tuple of variants, e.g. pix2pix at 128 and 256 px) or, when
+it has none, with its `bench` variant (the full-size model on the offline
+generated data). A new task is therefore picked up as soon as its config
+file exists; one whose config has no `bench` option is listed as an error
+naming the fix.
+
+For each case (each in its own process, so that peak memory is its own):
+  compile_s     trace + lower + XLA compile of the loop's jitted train step
+                (jaxgen.train.jit_train_step, the exact function training
+                runs: rng folding, data sharding, state donation).
+  step_ms       median wall time of the step over --steps steps after
+                --warmup steps, batch already on the device.
+  img_s         batch / step_ms.
+  peak_mb       peak device memory (GPU/TPU allocator statistics) or, on CPU,
+                the process's peak resident memory before torch is loaded
+                (TensorFlow, imported by clu, is part of that).
+  xla_mb        (JSON only) the memory XLA plans for the step itself.
+  input_img_s   the grain input pipeline alone (same threads, prefetch and
+                augmentation as training), from a fresh iterator.
+  loop_img_s    next(iterator) + host->device transfer + step, dispatched
+                as the train loop does; near img_s when input and transfers
+                are hidden behind compute.
+  torch_ms      the same train step in PyTorch (benchmarks/torch_ref), timed
+                interleaved with jaxgen's, step by step, in the same process.
+  ratio         torch_ms / step_ms: jaxgen's speed relative to PyTorch's
+                (> 1 means jaxgen is faster).
+  gflop         XLA's FLOP count of one step; with a known peak (or
+                --peak_tflops) also the model FLOP utilisation `mfu`.
+
+Prints a table at the end and one "BENCH {json}" line per case as it goes.
+"""
+
+import argparse
+import glob
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+# Dense bf16 peak TFLOP/s by device kind, for the MFU column (vendor figures,
+# no sparsity). Other devices need --peak_tflops.
+PEAK_TFLOPS = {
+    "NVIDIA H100 80GB HBM3": 989.0,
+    "NVIDIA H100": 989.0,
+    "NVIDIA H200": 989.0,
+    "NVIDIA A100-SXM4-80GB": 312.0,
+    "NVIDIA A100-SXM4-40GB": 312.0,
+}
+
+# (column, width, decimals); None decimals = text.
+COLUMNS = [("case", 26, None), ("batch", 5, 0), ("compile_s", 9, 1),
+           ("step_ms", 9, 1), ("img_s", 8, 1), ("torch_ms", 9, 1),
+           ("ratio", 6, 2), ("peak_mb", 8, 0), ("input_img_s", 11, 0),
+           ("loop_img_s", 10, 1), ("gflop", 8, 1)]
+
+
+def discover_cases(config_dir=os.path.join(ROOT, "configs")):
+  """Every "file.py:variant" the benchmark runs by default.
+
+  Args:
+    config_dir: folder of config files.
+
+  Returns:
+    A list of specs such as "cgan.py:bench,res=128", sorted by file.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  specs = []
+  for path in sorted(glob.glob(os.path.join(config_dir, "*.py"))):
+    spec = importlib.util.spec_from_file_location(
+        "_bench_" + os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      continue
+    for arg in getattr(module, "BENCH_ARGS", ("bench",)):
+      specs.append(f"{os.path.basename(path)}:{arg}")
+  return specs
+
+
+def load_case(spec, batch_size=0, dtype="", config_dir=None):
+  """The config of a case, with the benchmark's batch size and dtype.
+
+  Args:
+    spec: "file.py:variant" relative to `config_dir`, or a path.
+    batch_size: > 0 replaces `config.train.batch_size`.
+    dtype: "" keeps the config's; else sets `config.model.dtype` (configs
+      without that field compute in float32 and are left as they are).
+    config_dir: folder of config files (default: the repo's configs/).
+
+  Returns:
+    The ml_collections config.
+  """
+  from jaxgen import configlib  # pylint: disable=g-import-not-at-top
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    path = os.path.join(config_dir or os.path.join(ROOT, "configs"), path)
+  config = configlib.load_config_file(f"{path}:{arg}" if arg else path)
+  with config.unlocked():
+    if batch_size > 0:
+      config.train.batch_size = batch_size
+    if dtype and "dtype" in config.model:
+      config.model.dtype = dtype
+  return config
+
+
+def _median_ms(times):
+  return float(np.median(times)) * 1e3
+
+
+def _peak_rss_mb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _device_peak_mb(device):
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 2**20
+  return None
+
+
+def _flops(compiled):
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def _xla_mb(compiled):
+  """Device memory XLA plans for the step: arguments, outputs and temps,
+  minus outputs that alias donated arguments."""
+  try:
+    m = compiled.memory_analysis()
+    total = (m.argument_size_in_bytes + m.output_size_in_bytes +
+             m.temp_size_in_bytes - m.alias_size_in_bytes)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return total / 2**20
+
+
+def measure_input(ds, config, num_batches):
+  """Images/s of the training input pipeline alone, from a fresh iterator."""
+  from jaxgen.data import pipeline  # pylint: disable=g-import-not-at-top
+  tc = config.train
+  it = pipeline.train_iterator(ds, tc.batch_size, config.seed,
+                               tc.data_threads, tc.prefetch)
+  next(it)  # Starts the reader threads.
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(it)
+  return num_batches * tc.batch_size / (time.perf_counter() - start)
+
+
+def run_case(spec, steps=10, warmup=2, batch_size=0, dtype="",
+             with_torch=True, peak_tflops=0.0, input_batches=0):
+  """Benchmarks one case in this process.
+
+  Args:
+    spec: "file.py:variant" (see `load_case`).
+    steps: timed steps (the median is reported).
+    warmup: untimed steps after compilation.
+    batch_size: > 0 overrides the config's batch size.
+    dtype: "" or a `model.dtype` value.
+    with_torch: also time the PyTorch reference when one exists.
+    peak_tflops: device peak for the MFU column (0: from PEAK_TFLOPS).
+    input_batches: batches for the input-pipeline rate (0: max(steps, 5)).
+
+  Returns:
+    A dict with the columns described in the module docstring.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxgen import parallel  # pylint: disable=g-import-not-at-top
+  from jaxgen import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
+  from jaxgen import train  # pylint: disable=g-import-not-at-top
+  from jaxgen.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  config = load_case(spec, batch_size, dtype)
+  tc = config.train
+  device = jax.devices()[0]
+  row = {"case": spec, "task": config.task, "batch": tc.batch_size,
+         "backend": jax.default_backend(), "device": device.device_kind,
+         "dtype": str(config.model.get("dtype", "float32")),
+         "jax": jax.__version__}
+
+  ds = pipeline.build(config.data, "train")
+  # As in the loop: init from the first examples, steps on iterator batches
+  # (which may differ in size, e.g. pix2pix's random crops).
+  example = pipeline.first_batch(ds, tc.batch_size)
+  example.pop("mask")
+  host = next(pipeline.train_iterator(ds, tc.batch_size, config.seed, 0))
+  row["res"] = int(next(v.shape[1] for v in host.values() if np.ndim(v) == 4))
+  row["input_img_s"] = measure_input(ds, config,
+                                     input_batches or max(steps, 5))
+
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(tc.batch_size, mesh)
+  task = tasks_lib.get_task(config)
+  state = parallel.replicate(task.init_state(jax.random.key(0), example),
+                             mesh)
+  batch = parallel.shard_batch(host, mesh)
+  rng = parallel.replicate(jax.random.key(1), mesh)
+  p_train = train.jit_train_step(task, mesh)
+  start = time.perf_counter()
+  compiled = p_train.lower(state, batch, rng).compile()
+  row["compile_s"] = time.perf_counter() - start
+  flops = _flops(compiled)
+  row["xla_mb"] = _xla_mb(compiled)
+
+  def jax_step():
+    nonlocal state
+    state, metrics = compiled(state, batch, rng)
+    jax.block_until_ready((state, metrics))
+
+  for _ in range(warmup):
+    jax_step()
+  row["peak_mb"] = _device_peak_mb(device) or _peak_rss_mb()
+
+  runners = {"jax": jax_step}
+  if with_torch:
+    from benchmarks import torch_ref  # pylint: disable=g-import-not-at-top
+    if torch_ref.has_reference(config.task):
+      import torch  # pylint: disable=g-import-not-at-top
+      torch.set_num_threads(len(os.sched_getaffinity(0)))
+      ref = torch_ref.make(config, {k: np.asarray(v) for k, v in
+                                    host.items()})
+      for _ in range(warmup):
+        ref.step()
+      runners["torch"] = ref.step
+  # Interleaved, so that a shared machine's load hits both alike.
+  times = {k: [] for k in runners}
+  for _ in range(steps):
+    for name, fn in runners.items():
+      t = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - t)
+  row["step_ms"] = _median_ms(times["jax"])
+  row["img_s"] = tc.batch_size / row["step_ms"] * 1e3
+  if "torch" in times:
+    row["torch_ms"] = _median_ms(times["torch"])
+    row["ratio"] = row["torch_ms"] / row["step_ms"]
+
+  # The loop's own pattern: fetch, transfer, dispatch; block only at the end.
+  it = pipeline.train_iterator(ds, tc.batch_size, config.seed,
+                               tc.data_threads, tc.prefetch)
+  next(it)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, parallel.shard_batch(next(it), mesh),
+                              rng)
+  jax.block_until_ready((state, metrics))
+  row["loop_img_s"] = steps * tc.batch_size / (time.perf_counter() - start)
+
+  if flops:
+    row["gflop"] = flops / 1e9
+    peak = peak_tflops or PEAK_TFLOPS.get(device.device_kind, 0.0)
+    if peak:
+      row["mfu"] = flops / (row["step_ms"] / 1e3) / (peak * 1e12)
+  return row
+
+
+def _child(spec, args):
+  """Runs one case in a fresh process; returns its row (or an error row)."""
+  cmd = [sys.executable, os.path.abspath(__file__), "--inline",
+         "--cases", spec, "--steps", str(args.steps),
+         "--warmup", str(args.warmup), "--batch", str(args.batch_one),
+         "--dtype", args.dtype, "--peak_tflops", str(args.peak_tflops)]
+  if args.no_torch:
+    cmd.append("--no_torch")
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  for line in reversed(proc.stdout.splitlines()):
+    if line.startswith("BENCH "):
+      return json.loads(line[len("BENCH "):])
+  tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+  return {"case": spec, "batch": args.batch_one, "error": tail}
+
+
+def format_table(rows):
+  """The rows as a fixed-width text table ("n/a" for missing values)."""
+  def cell(value, width, decimals):
+    if value is None:
+      return "n/a".rjust(width)
+    if decimals is None:
+      return str(value).ljust(width)
+    return f"{value:{width}.{decimals}f}"
+
+  lines = [" ".join(name.ljust(w) if d is None else name.rjust(w)
+                    for name, w, d in COLUMNS)]
+  for row in rows:
+    if "error" in row:
+      lines.append(f"{row['case']:<26} {row.get('batch', ''):>5} "
+                   f"ERROR: {row['error']}")
+      continue
+    lines.append(" ".join(cell(row.get(name), w, d) for name, w, d in COLUMNS))
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(
+      description=__doc__.split("\n\n", maxsplit=1)[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--cases", default="",
+                 help="';'-separated file.py:variant specs (variants contain "
+                      "commas); default: every config, see above")
+  p.add_argument("--batch", default="0",
+                 help="comma-separated batch sizes (0: each config's own)")
+  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--dtype", default="",
+                 help="model.dtype for configs that have one "
+                      "(float32, bfloat16; default: the config's)")
+  p.add_argument("--peak_tflops", type=float, default=0.0)
+  p.add_argument("--no_torch", action="store_true")
+  p.add_argument("--inline", action="store_true",
+                 help="run every case in this process")
+  p.add_argument("--json", default="", help="also append rows to this file")
+  args = p.parse_args(argv)
+  if args.steps < 1:
+    p.error("--steps must be >= 1")
+  specs = [s for s in args.cases.split(";") if s] or discover_cases()
+  rows = []
+  for spec in specs:
+    for b in (int(x) for x in args.batch.split(",")):
+      args.batch_one = b
+      if args.inline:
+        try:
+          row = run_case(spec, args.steps, args.warmup, b, args.dtype,
+                         not args.no_torch, args.peak_tflops)
+        except Exception as e:  # pylint: disable=broad-except
+          row = {"case": spec, "batch": b,
+                 "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+      else:
+        row = _child(spec, args)
+      rows.append(row)
+      print("BENCH " + json.dumps(row, sort_keys=True), flush=True)
+      if args.json:
+        with open(args.json, "a") as f:
+          f.write(json.dumps(row, sort_keys=True) + "\n")
+  print()
+  print(format_table(rows))
+  return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

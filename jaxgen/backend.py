@@ -1,0 +1,59 @@
+"""Per-backend XLA compiler options for jaxgen's jitted steps.
+
+Together with the up/down-sampling table in jaxgen/models/layers.py this is
+where backend-specific speed choices live. Options are passed per jit
+(`jax.jit(..., compiler_options=...)`), never through the process-wide
+XLA_FLAGS, so they affect only jaxgen's own steps.
+
+CPU: XLA:CPU hands convolutions, dots, reductions and elementwise fusions to
+YNNPACK by default. On the 2-core AVX-512 dev machine (jax 0.10.2) YNNPACK's
+kernel-gradient convolutions (every conv layer's backward w.r.t. its
+weights) ran at 30-60 GFLOP/s against 110-230 GFLOP/s for XLA's Eigen
+convolutions on the same shapes, and the Eigen forward was faster too; but
+YNNPACK's reductions are what keep BatchNorm fast (all of YNNPACK off made a
+BatchNorm forward+backward 7x slower). So jaxgen keeps YNNPACK for reductions
+only: a 3x3 conv kernel gradient went from 25 to 6 ms and a BatchNorm
+forward+backward from 19 to 9 ms (PyTorch: 17 ms) at those shapes.
+
+Set JAXGEN_XLA_OPTIONS=0 in the environment to compile with XLA's defaults
+(to measure the difference, or to rule these options out when debugging).
+"""
+
+import os
+from typing import Any, Callable, Dict, Optional
+
+import jax
+
+# Backend -> XLA debug options (name -> value as a string).
+_OPTIONS: Dict[str, Dict[str, str]] = {
+    # YNNPACK for reductions only (see the module docstring).
+    "cpu": {"xla_cpu_experimental_ynn_fusion_type":
+                "LIBRARY_FUSION_TYPE_REDUCE"},
+}
+
+
+def compiler_options(backend: Optional[str] = None) -> Optional[Dict[str, str]]:
+  """The options jaxgen compiles its steps with on `backend`.
+
+  Args:
+    backend: a JAX backend name; defaults to `jax.default_backend()`.
+
+  Returns:
+    A dict for `jax.jit(compiler_options=...)`, or None for XLA's defaults.
+  """
+  if os.environ.get("JAXGEN_XLA_OPTIONS", "1").lower() in ("0", "false"):
+    return None
+  return _OPTIONS.get(backend or jax.default_backend()) or None
+
+
+def jit(fn: Callable[..., Any], **kwargs) -> Callable[..., Any]:
+  """`jax.jit` with `compiler_options()` for the default backend.
+
+  Args:
+    fn: the function to compile.
+    **kwargs: any other `jax.jit` arguments (shardings, donation, ...).
+
+  Returns:
+    The jitted function.
+  """
+  return jax.jit(fn, compiler_options=compiler_options(), **kwargs)

@@ -1,0 +1,67 @@
+"""benchmarks/bench.py: case discovery, one real (tiny) run per config, and
+the table."""
+
+import glob
+import importlib.util
+import math
+import os
+
+import pytest
+
+from benchmarks import bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(os.path.basename(p)
+                      for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_every_config_is_a_case():
+  cases = bench.discover_cases()
+  assert sorted({c.split(":")[0] for c in cases}) == CONFIG_FILES
+  assert "cgan.py:bench,res=128" in cases and "cgan.py:bench,res=256" in cases
+
+
+def test_new_config_is_picked_up_without_edits(tmp_path):
+  src = open(os.path.join(ROOT, "configs", "vae.py")).read()
+  (tmp_path / "newtask.py").write_text(src)
+  (tmp_path / "notaconfig.py").write_text("X = 1\n")
+  assert bench.discover_cases(str(tmp_path)) == ["newtask.py:bench"]
+
+
+@pytest.mark.parametrize("spec", bench.discover_cases())
+def test_default_cases_need_no_files(spec):
+  """Every default case builds its config on the offline generated data."""
+  config = bench.load_case(spec, batch_size=4)
+  assert config.train.batch_size == 4
+  assert not config.data.get("root"), "bench cases must not need data files"
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_run_case_tiny(config_file):
+  row = bench.run_case(f"{config_file}:tiny", steps=2, warmup=1,
+                       with_torch=HAVE_TORCH, input_batches=2)
+  for key in ("compile_s", "step_ms", "img_s", "peak_mb", "input_img_s",
+              "loop_img_s"):
+    assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+  assert row["img_s"] == pytest.approx(row["batch"] / row["step_ms"] * 1e3)
+  assert row["gflop"] > 0
+  if HAVE_TORCH:
+    assert row["ratio"] == pytest.approx(row["torch_ms"] / row["step_ms"])
+
+
+def test_table_and_errors(capsys):
+  rows = [{"case": "a.py:bench", "batch": 8, "compile_s": 1.0, "step_ms": 2.0,
+           "img_s": 4000.0, "peak_mb": 10.0, "input_img_s": 5.0,
+           "loop_img_s": 3.0, "gflop": 1.0},
+          {"case": "b.py:bench", "batch": 8, "error": "ValueError: boom"}]
+  table = bench.format_table(rows).splitlines()
+  assert table[0].split()[:4] == ["case", "batch", "compile_s", "step_ms"]
+  assert "n/a" in table[1] and "4000.0" in table[1]
+  assert "ERROR: ValueError: boom" in table[2]
+  # An unknown variant is one error row naming the valid options; exit 1.
+  assert bench.main(["--inline", "--cases", "vae.py:nosuch", "--steps",
+                     "1"]) == 1
+  out = capsys.readouterr().out
+  assert "Unknown config option 'nosuch'" in out and "valid options" in out
