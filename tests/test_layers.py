@@ -27,6 +27,7 @@ SHAPES = [
     (2, 7, 4, 6, 12),
     (2, 6, 9, 16, 24),
     (1, 1, 1, 4, 16),
+    (1, 64, 64, 9, 4),  # downconv_mixed's custom-gradient branch.
 ]
 RTOL = 2e-5
 
@@ -98,10 +99,18 @@ def test_impls_match_reference_values_and_grads(kind, shape):
     _assert_close(g[0]["bias"], g_ref[0]["bias"], f"{impl} d/dbias")
 
 
-def test_subpixel_paths_both_exercised():
-  # SHAPES must cover both the merged (thin) and per-phase (wide) lowering.
+def test_every_lowering_branch_exercised():
+  # SHAPES must cover the merged (thin) and per-phase (wide) up lowerings and
+  # the three branches of downconv_mixed.
   couts = {s[-1] for s in SHAPES}
   assert min(couts) <= layers._MERGED_MAX_FEATURES < max(couts)
+  cins = {s[3] for s in SHAPES}
+  assert min(cins) <= layers._S2D_MAX_INPUTS < max(cins)
+  big = [s for s in SHAPES if s[1] * s[2] >= layers._S2D_MIN_PIXELS and
+         s[3] > layers._S2D_MAX_INPUTS]
+  small = [s for s in SHAPES if s[1] * s[2] < layers._S2D_MIN_PIXELS and
+           s[3] > layers._S2D_MAX_INPUTS]
+  assert big and small
 
 
 @pytest.mark.parametrize("kind", ["up", "down"])
@@ -209,7 +218,8 @@ def test_impl_resolution():
   assert layers.resolve_impl("down", "auto") == layers.default_impl("down")
   assert layers.default_impl("up", "gpu") == "transpose"
   assert layers.default_impl("down", "tpu") == "conv"
-  assert layers.default_impl("up", "cpu") == "subpixel"
+  assert layers.default_impl("up", "cpu") == "mixed"
+  assert layers.default_impl("down", "cpu") == "mixed"
   for kind in ("up", "down"):
     assert layers.default_impl(kind) in _impls(kind)
     for impl in _impls(kind):

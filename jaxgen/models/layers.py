@@ -56,14 +56,14 @@ Array = Any
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
-UP_IMPLS = ("transpose", "subpixel", "matmul")
-DOWN_IMPLS = ("conv", "space_to_depth", "matmul")
+UP_IMPLS = ("transpose", "subpixel", "matmul", "mixed")
+DOWN_IMPLS = ("conv", "space_to_depth", "matmul", "mixed")
 
 # Per-backend defaults (numbers in the module docstring). This table is the
 # single place to change the choice; unknown backends get the reference op.
 _DEFAULTS = {
-    "up": {"cpu": "subpixel", "gpu": "transpose", "tpu": "transpose"},
-    "down": {"cpu": "conv", "gpu": "conv", "tpu": "conv"},
+    "up": {"cpu": "mixed", "gpu": "transpose", "tpu": "transpose"},
+    "down": {"cpu": "mixed", "gpu": "conv", "tpu": "conv"},
 }
 _VALID = {"up": UP_IMPLS, "down": DOWN_IMPLS}
 _REFERENCE = {"up": "transpose", "down": "conv"}
@@ -283,15 +283,131 @@ def downconv_matmul(x: Array, kernel: Array) -> Array:
              for q in range(2) for r in range(2))
 
 
+# ---------------------------------------------------------------------------
+# Mixed lowerings: the forward of one exact form, each gradient from another.
+# All forms compute the same linear map, so any pairing is exact; custom_vjp
+# only picks which lowering XLA compiles for each pass.
+# ---------------------------------------------------------------------------
+
+
+def _vjp_x(fn):
+  return lambda x, kernel, g: jax.vjp(lambda x_: fn(x_, kernel), x)[1](g)[0]
+
+
+def _vjp_kernel(fn):
+  return lambda x, kernel, g: jax.vjp(lambda k_: fn(x, k_), kernel)[1](g)[0]
+
+
+def _with_vjp(forward, grad_x, grad_kernel):
+  """`forward(x, kernel)` whose VJP is (grad_x(x, k, g), grad_kernel(x, k, g))."""
+
+  @jax.custom_vjp
+  def fn(x, kernel):
+    return forward(x, kernel)
+
+  def fn_fwd(x, kernel):
+    return forward(x, kernel), (x, kernel)
+
+  def fn_bwd(res, g):
+    x, kernel = res
+    return grad_x(x, kernel, g), grad_kernel(x, kernel, g)
+
+  fn.defvjp(fn_fwd, fn_bwd)
+  return fn
+
+
+def _upconv_kernel_grad_gemm(x: Array, kernel: Array, g: Array) -> Array:
+  """d(upconv)/d(kernel) as one GEMM of x with 16 shifted copies of g.
+
+  Tap t = a + 2i of output phase a reads x[m - 1 + a + i] (see
+  `upconv_subpixel`), so dK[t] = sum_p x[p] g_a[p + 1 - a - i]: shifting the
+  (small, Cout-channel) phase gradients instead of x makes the whole kernel
+  gradient one (Cin x N*H*W) @ (N*H*W x 16*Cout) product, exactly the needed
+  multiply-adds. Used for thin layers, where the conv lowering is slow.
+  """
+  n, h, w, cin = x.shape
+  cout = g.shape[-1]
+  gp = g.reshape(n, h, 2, w, 2, cout)  # [n, m, a, l, b, o]
+  gp = jnp.pad(gp, ((0, 0), (1, 1), (0, 0), (1, 1), (0, 0), (0, 0)))
+  cols = []
+  for kh in range(4):
+    a, s = kh % 2, 1 - kh % 2 - kh // 2
+    for kw in range(4):
+      b, r = kw % 2, 1 - kw % 2 - kw // 2
+      cols.append(gp[:, 1 + s:1 + s + h, a, 1 + r:1 + r + w, b])
+  shifted = jnp.stack(cols, axis=3)  # [n, h, w, 16, o]
+  dk = jnp.einsum("nhwc,nhwto->tco", x, shifted)
+  return dk.reshape(4, 4, cin, cout).astype(kernel.dtype)
+
+
+_up_mixed_wide = _with_vjp(_subpixel_phases, _vjp_x(upconv_transpose),
+                           _vjp_kernel(_subpixel_phases))
+_up_mixed_thin = _with_vjp(_subpixel_merged, _vjp_x(upconv_transpose),
+                           _upconv_kernel_grad_gemm)
+_down_mixed = _with_vjp(downconv_conv, _vjp_x(downconv_space_to_depth),
+                        _vjp_kernel(downconv_conv))
+
+
+def upconv_mixed(x: Array, kernel: Array) -> Array:
+  """Same as `upconv_transpose`; each pass lowered the fastest way on CPU.
+
+  Forward: `upconv_subpixel`. Input gradient: the transpose's own, a plain
+  stride-2 conv. Kernel gradient: the per-phase convs' (wide layers) or
+  `_upconv_kernel_grad_gemm` (Cout <= 8).
+
+  Args:
+    x: (N, H, W, Cin) input.
+    kernel: (4, 4, Cin, Cout) HWIO kernel.
+
+  Returns:
+    (N, 2H, 2W, Cout) output.
+  """
+  if kernel.shape[-1] <= _MERGED_MAX_FEATURES:
+    return _up_mixed_thin(x, kernel)
+  return _up_mixed_wide(x, kernel)
+
+
+# At or below this many input channels the space-to-depth form is faster in
+# every pass (a 3-channel image gains 2x); above it only its input gradient
+# is (no lhs-dilated conv), and only on large inputs: below this many pixels
+# the strided conv's own gradients were as fast or faster.
+_S2D_MAX_INPUTS = 8
+_S2D_MIN_PIXELS = 64 * 64
+
+
+def downconv_mixed(x: Array, kernel: Array) -> Array:
+  """Same as `downconv_conv`; each pass lowered the fastest way on CPU.
+
+  Forward and kernel gradient: the strided conv's. Input gradient: the
+  space-to-depth form's (stride-1 convs, instead of the lhs-dilated conv XLA
+  would run) from 64x64 inputs up. Thin inputs (Cin <= 8) use the
+  space-to-depth form throughout.
+
+  Args:
+    x: (N, H, W, Cin) input.
+    kernel: (4, 4, Cin, Cout) HWIO kernel.
+
+  Returns:
+    (N, (H-2)//2+1, (W-2)//2+1, Cout) output.
+  """
+  if x.shape[-1] <= _S2D_MAX_INPUTS:
+    return downconv_space_to_depth(x, kernel)
+  if x.shape[1] * x.shape[2] < _S2D_MIN_PIXELS:
+    return downconv_conv(x, kernel)
+  return _down_mixed(x, kernel)
+
+
 UP_FNS = {
     "transpose": upconv_transpose,
     "subpixel": upconv_subpixel,
     "matmul": upconv_matmul,
+    "mixed": upconv_mixed,
 }
 DOWN_FNS = {
     "conv": downconv_conv,
     "space_to_depth": downconv_space_to_depth,
     "matmul": downconv_matmul,
+    "mixed": downconv_mixed,
 }
 
 
