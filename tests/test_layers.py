@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxgen.models import layers
+from jaxgen.models import resample
 
 try:
   import torch  # Only used to check the PyTorch layer equivalence.
@@ -27,7 +28,8 @@ SHAPES = [
     (2, 7, 4, 6, 12),
     (2, 6, 9, 16, 24),
     (1, 1, 1, 4, 16),
-    (1, 64, 64, 9, 4),  # downconv_mixed's custom-gradient branch.
+    (4, 64, 64, 9, 4),  # downconv_mixed's custom-gradient branch.
+    (2, 4, 4, 12, 10),  # downconv_mixed's small-input branch.
 ]
 RTOL = 2e-5
 
@@ -103,14 +105,20 @@ def test_every_lowering_branch_exercised():
   # SHAPES must cover the merged (thin) and per-phase (wide) up lowerings and
   # the three branches of downconv_mixed.
   couts = {s[-1] for s in SHAPES}
-  assert min(couts) <= layers._MERGED_MAX_FEATURES < max(couts)
+  assert min(couts) <= resample._MERGED_MAX_FEATURES < max(couts)
   cins = {s[3] for s in SHAPES}
-  assert min(cins) <= layers._S2D_MAX_INPUTS < max(cins)
-  big = [s for s in SHAPES if s[1] * s[2] >= layers._S2D_MIN_PIXELS and
-         s[3] > layers._S2D_MAX_INPUTS]
-  small = [s for s in SHAPES if s[1] * s[2] < layers._S2D_MIN_PIXELS and
-           s[3] > layers._S2D_MAX_INPUTS]
+  assert min(cins) <= resample._S2D_MAX_INPUTS < max(cins)
+  pixels = lambda s: s[0] * s[1] * s[2]
+  big = [s for s in SHAPES if pixels(s) >= resample._S2D_MIN_PIXELS and
+         s[3] > resample._S2D_MAX_INPUTS]
+  small = [s for s in SHAPES if pixels(s) < resample._S2D_MIN_PIXELS and
+           s[3] > resample._S2D_MAX_INPUTS]
   assert big and small
+  assert any(4 < s[1] * s[2] <= 16 and s[3] > resample._S2D_MAX_INPUTS
+             for s in SHAPES)
+  # ... and upconv_mixed's 1x1 branch.
+  assert any(s[1] * s[2] == 1 and s[4] > resample._MERGED_MAX_FEATURES
+             for s in SHAPES)
 
 
 @pytest.mark.parametrize("kind", ["up", "down"])
