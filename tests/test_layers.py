@@ -30,6 +30,7 @@ SHAPES = [
     (1, 1, 1, 4, 16),
     (4, 64, 64, 9, 4),  # downconv_mixed's custom-gradient branch.
     (2, 4, 4, 12, 10),  # downconv_mixed's small-input branch.
+    (3, 2, 2, 10, 6),  # ... and its 2x2 branch.
 ]
 RTOL = 2e-5
 
@@ -115,6 +116,8 @@ def test_every_lowering_branch_exercised():
            s[3] > resample._S2D_MAX_INPUTS]
   assert big and small
   assert any(4 < s[1] * s[2] <= 16 and s[3] > resample._S2D_MAX_INPUTS
+             for s in SHAPES)
+  assert any(s[1] * s[2] <= 4 and s[3] > resample._S2D_MAX_INPUTS
              for s in SHAPES)
   # ... and upconv_mixed's 1x1 branch.
   assert any(s[1] * s[2] == 1 and s[4] > resample._MERGED_MAX_FEATURES

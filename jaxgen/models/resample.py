@@ -351,7 +351,9 @@ def downconv_mixed(x: Array, kernel: Array) -> Array:
   space-to-depth form's (stride-1 convs, instead of the lhs-dilated conv XLA
   would run) from 128*128 batch pixels up; on 3x3-4x4 inputs, where XLA's
   lhs-dilated conv was 5x slower than anything else, `downconv_taps`'s.
-  Thin inputs (Cin <= 8) use the space-to-depth form throughout.
+  Thin inputs (Cin <= 8) use the space-to-depth form throughout, inputs of
+  at most 2x2 pixels `downconv_taps` (XLA lowered the strided conv of a
+  U-Net's innermost 2x2 -> 1x1 layer with a slow layout).
 
   Args:
     x: (N, H, W, Cin) input.
@@ -362,6 +364,8 @@ def downconv_mixed(x: Array, kernel: Array) -> Array:
   """
   if x.shape[-1] <= _S2D_MAX_INPUTS:
     return downconv_space_to_depth(x, kernel)
+  if x.shape[1] * x.shape[2] <= 4:
+    return downconv_taps(x, kernel)
   if 4 < x.shape[1] * x.shape[2] <= 16:
     return _down_mixed_small(x, kernel)
   if x.shape[0] * x.shape[1] * x.shape[2] < _S2D_MIN_PIXELS:
