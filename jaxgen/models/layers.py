@@ -39,7 +39,10 @@ Measured on the shared 2-core AVX-512 dev CPU, jax 0.10.2 vs torch 2.13
   down 3->64 @256:   conv 2.15, mixed (space-to-depth) 2.44
   down 64->128 @128: conv 0.77, mixed 1.10
   down 512->512 @4 (fwd+bwd ms): conv 124, taps 26, mixed 12-26.
-The tables below pick 'mixed' on CPU; GPU/TPU keep the native ops. Whole
+The tables below pick 'mixed' on CPU; GPU/TPU keep the native ops. 'mixed'
+is a custom VJP: reverse mode to any order works (gradient penalties), but
+forward mode (`jax.jvp`, `jax.jacfwd`) does not; pass impl='subpixel'/'conv'
+(or `--config.model.upsample_impl`) where that is needed. Whole
 train steps against PyTorch: `python benchmarks/bench.py`.
 """
 
