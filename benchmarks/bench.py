@@ -78,13 +78,10 @@ def discover_cases(config_dir=os.path.join(ROOT, "configs")):
   Returns:
     A list of specs such as "cgan.py:bench,res=128", sorted by file.
   """
-  import importlib.util  # pylint: disable=g-import-not-at-top
+  from jaxgen import configlib  # pylint: disable=g-import-not-at-top
   specs = []
   for path in sorted(glob.glob(os.path.join(config_dir, "*.py"))):
-    spec = importlib.util.spec_from_file_location(
-        "_bench_" + os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = configlib.load_config_module(path)
     if not hasattr(module, "get_config"):
       continue
     for arg in getattr(module, "BENCH_ARGS", ("bench",)):

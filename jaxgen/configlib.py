@@ -189,6 +189,29 @@ def unknown_override(config: ml_collections.ConfigDict, argv, flag="config"):
   return None
 
 
+def load_config_module(path: str):
+  """Imports a config file (e.g. configs/cgan.py) as a module.
+
+  Args:
+    path: the file's path.
+
+  Returns:
+    The module, with its `get_config` and any module-level constants.
+
+  Raises:
+    FileNotFoundError: if there is no file at `path`.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No config file at {path!r}.")
+  module_spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """Loads "path/to/config.py[:arg]" the way --config does.
 
@@ -198,13 +221,5 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   Returns:
     The ConfigDict returned by the file's get_config.
   """
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
   path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"No config file at {path!r}.")
-  module_spec = importlib.util.spec_from_file_location(
-      os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return load_config_module(path).get_config(arg or None)

@@ -1,7 +1,6 @@
 """Config files and argument parsing."""
 
 import glob
-import importlib.util
 import os
 
 import pytest
@@ -14,12 +13,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)),
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 
 
-def load(path):
-  spec = importlib.util.spec_from_file_location(
-      os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+load = configlib.load_config_module
 
 
 def test_parse_arg_types_and_flags():

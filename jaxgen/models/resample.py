@@ -33,6 +33,13 @@ def upconv_transpose(x: Array, kernel: Array) -> Array:
 _MERGED_MAX_FEATURES = 8
 
 
+def _interleave_phases(phase, n: int, h: int, w: int, cout: int) -> Array:
+  """Depth-to-space: output pixel (2m+a, 2l+b) is phase(a, b)[:, m, l]."""
+  rows = [jnp.stack([phase(a, b) for b in range(2)], axis=3)  # N H W b O
+          for a in range(2)]
+  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, cout)
+
+
 def _phase_kernel(kernel: Array, a: int, b: int) -> Array:
   """Taps of output phase (a, b): a (2, 2, Cin, Cout) slice of the kernel."""
   return kernel[a::2, b::2]
@@ -41,17 +48,11 @@ def _phase_kernel(kernel: Array, a: int, b: int) -> Array:
 def _subpixel_phases(x: Array, kernel: Array) -> Array:
   """Four stride-1 2x2 convs, one per output phase, then depth-to-space."""
   n, h, w, _ = x.shape
-  rows = []
-  for a in range(2):
-    cols = []
-    for b in range(2):
-      # Phase a reads x[m-1+a], x[m+a]: pad one before (a=0) or after (a=1).
-      cols.append(lax.conv_general_dilated(
-          x, _phase_kernel(kernel, a, b), (1, 1), ((1 - a, a), (1 - b, b)),
-          dimension_numbers=_DN))
-    rows.append(jnp.stack(cols, axis=3))  # N H W b O
-  y = jnp.stack(rows, axis=2)  # N H a W b O
-  return y.reshape(n, 2 * h, 2 * w, kernel.shape[-1])
+  # Phase a reads x[m-1+a], x[m+a]: pad one before (a=0) or after (a=1).
+  phase = lambda a, b: lax.conv_general_dilated(
+      x, _phase_kernel(kernel, a, b), (1, 1), ((1 - a, a), (1 - b, b)),
+      dimension_numbers=_DN)
+  return _interleave_phases(phase, n, h, w, kernel.shape[-1])
 
 
 def _subpixel_merged(x: Array, kernel: Array) -> Array:
@@ -116,14 +117,10 @@ def upconv_matmul(x: Array, kernel: Array) -> Array:
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   k = kernel.transpose(2, 0, 1, 3).reshape(cin, 16 * cout)
   z = jnp.einsum("nhwc,cd->nhwd", xp, k).reshape(n, h + 2, w + 2, 4, 4, cout)
-  rows = []
-  for a in range(2):
-    cols = []
-    for b in range(2):
-      cols.append(sum(z[:, a + i:a + i + h, b + j:b + j + w, a + 2 * i,
-                        b + 2 * j] for i in range(2) for j in range(2)))
-    rows.append(jnp.stack(cols, axis=3))  # N H W b O
-  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, cout)
+  phase = lambda a, b: sum(
+      z[:, a + i:a + i + h, b + j:b + j + w, a + 2 * i, b + 2 * j]
+      for i in range(2) for j in range(2))
+  return _interleave_phases(phase, n, h, w, cout)
 
 
 def downconv_conv(x: Array, kernel: Array) -> Array:
@@ -209,16 +206,11 @@ def upconv_taps(x: Array, kernel: Array) -> Array:
   """
   n, h, w, _ = x.shape
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  rows = []
-  for a in range(2):
-    cols = []
-    for b in range(2):
-      cols.append(sum(
-          jnp.einsum("nhwc,co->nhwo", xp[:, a + i:a + i + h, b + j:b + j + w],
-                     kernel[a + 2 * i, b + 2 * j])
-          for i in range(2) for j in range(2)))
-    rows.append(jnp.stack(cols, axis=3))  # N H W b O
-  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[-1])
+  phase = lambda a, b: sum(
+      jnp.einsum("nhwc,co->nhwo", xp[:, a + i:a + i + h, b + j:b + j + w],
+                 kernel[a + 2 * i, b + 2 * j])
+      for i in range(2) for j in range(2))
+  return _interleave_phases(phase, n, h, w, kernel.shape[-1])
 
 
 def downconv_taps(x: Array, kernel: Array) -> Array:
@@ -306,8 +298,6 @@ _up_mixed_wide = _with_vjp(_subpixel_phases, _vjp_x(upconv_transpose),
                            _vjp_kernel(_subpixel_phases))
 _up_mixed_thin = _with_vjp(_subpixel_merged, _vjp_x(upconv_transpose),
                            _upconv_kernel_grad_gemm)
-_up_mixed_1px = _with_vjp(_subpixel_phases, _vjp_x(_subpixel_phases),
-                          _vjp_kernel(_subpixel_phases))
 _down_mixed = _with_vjp(downconv_conv, _vjp_x(downconv_space_to_depth),
                         _vjp_kernel(downconv_conv))
 _down_mixed_small = _with_vjp(downconv_conv, _vjp_x(downconv_taps),
@@ -332,7 +322,7 @@ def upconv_mixed(x: Array, kernel: Array) -> Array:
   if kernel.shape[-1] <= _MERGED_MAX_FEATURES:
     return _up_mixed_thin(x, kernel)
   if x.shape[1] * x.shape[2] == 1:
-    return _up_mixed_1px(x, kernel)
+    return _subpixel_phases(x, kernel)  # Its own gradients, unmixed.
   return _up_mixed_wide(x, kernel)
 
 
@@ -362,12 +352,13 @@ def downconv_mixed(x: Array, kernel: Array) -> Array:
   Returns:
     (N, (H-2)//2+1, (W-2)//2+1, Cout) output.
   """
-  if x.shape[-1] <= _S2D_MAX_INPUTS:
+  n, h, w, cin = x.shape
+  if cin <= _S2D_MAX_INPUTS:
     return downconv_space_to_depth(x, kernel)
-  if x.shape[1] * x.shape[2] <= 4:
+  if h * w <= 4:
     return downconv_taps(x, kernel)
-  if 4 < x.shape[1] * x.shape[2] <= 16:
+  if h * w <= 16:
     return _down_mixed_small(x, kernel)
-  if x.shape[0] * x.shape[1] * x.shape[2] < _S2D_MIN_PIXELS:
+  if n * h * w < _S2D_MIN_PIXELS:
     return downconv_conv(x, kernel)
   return _down_mixed(x, kernel)
