@@ -125,14 +125,69 @@ DOWN_FNS = {
 }
 
 
+# 3x3 kernels (CycleGAN's ResNet generator): their own lowerings and
+# per-backend defaults; the names mean the same as for 4x4.
+UP3_FNS = {
+    "transpose": resample.upconv3_transpose,
+}
+DOWN3_FNS = {
+    "conv": resample.downconv3_conv,
+}
+_DEFAULTS3 = {
+    "up": {},
+    "down": {},
+}
+KERNEL_SIZES = (3, 4)
+
+
+def _table(kind: str, kernel_size: int):
+  if kernel_size not in KERNEL_SIZES:
+    raise ValueError(f"Unsupported {kind}sampling kernel size {kernel_size}; "
+                     f"valid: {KERNEL_SIZES}.")
+  if kernel_size == 4:
+    return UP_FNS if kind == "up" else DOWN_FNS
+  return UP3_FNS if kind == "up" else DOWN3_FNS
+
+
+def resolve_fn(kind: str, impl: Optional[str], kernel_size: int = 4,
+               backend: Optional[str] = None):
+  """The lowering function for a (kind, impl, kernel size).
+
+  Args:
+    kind: 'up' or 'down'.
+    impl: the requested implementation; None or 'auto' for the backend
+      default of that kernel size.
+    kernel_size: 4 (pix2pix layers) or 3 (ResNet generator layers).
+    backend: a JAX backend name; defaults to `jax.default_backend()`.
+
+  Returns:
+    A function (x, kernel) -> y.
+
+  Raises:
+    ValueError: for an unknown kind, impl or kernel size.
+  """
+  if kernel_size == 4:
+    return _table(kind, 4)[resolve_impl(kind, impl)]
+  table = _table(kind, kernel_size)
+  if impl is None or impl == "auto":
+    backend = backend or jax.default_backend()
+    impl = _DEFAULTS3[kind].get(backend, _REFERENCE[kind])
+  if impl not in table:
+    raise ValueError(
+        f"Unknown {kind}sampling impl {impl!r} for {kernel_size}x"
+        f"{kernel_size} kernels; valid: {', '.join(table)} (or 'auto'/None "
+        "for the default).")
+  return table[impl]
+
+
 def upconv(x: Array, kernel: Array, impl: Optional[str] = None) -> Array:
   """Functional UpConv (no bias) with the given or default implementation."""
-  return UP_FNS[resolve_impl("up", impl)](x, kernel)
+  return resolve_fn("up", impl, kernel.shape[0])(x, kernel)
 
 
 def downconv(x: Array, kernel: Array, impl: Optional[str] = None) -> Array:
   """Functional DownConv (no bias) with the given or default implementation."""
-  return DOWN_FNS[resolve_impl("down", impl)](x, kernel)
+  return resolve_fn("down", impl, kernel.shape[0])(x, kernel)
 
 
 # ---------------------------------------------------------------------------
@@ -140,11 +195,12 @@ def downconv(x: Array, kernel: Array, impl: Optional[str] = None) -> Array:
 # ---------------------------------------------------------------------------
 
 
-class _Conv4x4(nn.Module):
-  """Shared body: a (4,4,Cin,Cout) kernel param, optional bias, an impl."""
+class _StridedConv(nn.Module):
+  """Shared body: a (k,k,Cin,Cout) kernel param, optional bias, an impl."""
   features: int
   use_bias: bool = True
   impl: Optional[str] = None
+  kernel_size: int = 4
   dtype: Optional[jnp.dtype] = None
   param_dtype: jnp.dtype = jnp.float32
   kernel_init: Callable[..., Array] = nn.initializers.lecun_normal()
@@ -154,10 +210,10 @@ class _Conv4x4(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    fn = (UP_FNS if self._kind == "up" else DOWN_FNS)[
-        resolve_impl(self._kind, self.impl)]
+    fn = resolve_fn(self._kind, self.impl, self.kernel_size)
+    k = self.kernel_size
     kernel = self.param("kernel", self.kernel_init,
-                        (4, 4, x.shape[-1], self.features), self.param_dtype)
+                        (k, k, x.shape[-1], self.features), self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,),
                        self.param_dtype) if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
@@ -168,31 +224,36 @@ class _Conv4x4(nn.Module):
     return y
 
 
-class UpConv(_Conv4x4):
+class UpConv(_StridedConv):
   """2x upsampling transposed convolution, kernel 4x4 (HWIO param `kernel`).
 
   Computes exactly `nn.ConvTranspose(features, (4, 4), strides=(2, 2),
   padding='SAME')` (= PyTorch ConvTranspose2d(k=4, s=2, p=1) with the kernel
   flipped spatially and its in/out axes swapped). Output is (N, 2H, 2W, C).
+  With kernel_size=3: PyTorch ConvTranspose2d(k=3, s=2, p=1,
+  output_padding=1), likewise flipped and swapped; also exactly 2x.
 
   Attributes:
     features: output channels.
     use_bias: whether to add a bias.
     impl: 'transpose', 'subpixel', or None/'auto' for the backend default.
+    kernel_size: 4 (default) or 3.
     dtype: compute dtype (params stay in `param_dtype`).
   """
   _kind = "up"
 
 
-class DownConv(_Conv4x4):
+class DownConv(_StridedConv):
   """Stride-2 convolution, kernel 4x4, padding 1 (PyTorch Conv2d(4, 2, 1)).
 
-  Output is (N, (H-2)//2+1, (W-2)//2+1, C), i.e. H/2 for even H.
+  Output is (N, (H-2)//2+1, (W-2)//2+1, C), i.e. H/2 for even H. With
+  kernel_size=3: PyTorch Conv2d(k=3, s=2, p=1), output (H-1)//2+1.
 
   Attributes:
     features: output channels.
     use_bias: whether to add a bias.
     impl: 'conv', 'space_to_depth', or None/'auto' for the backend default.
+    kernel_size: 4 (default) or 3.
     dtype: compute dtype (params stay in `param_dtype`).
   """
   _kind = "down"

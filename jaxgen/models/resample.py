@@ -27,6 +27,32 @@ def upconv_transpose(x: Array, kernel: Array) -> Array:
   return lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=_DN)
 
 
+# ---------------------------------------------------------------------------
+# 3x3 references (CycleGAN's ResNet generator). `kernel` is (3, 3, Cin, Cout).
+# ---------------------------------------------------------------------------
+
+
+def upconv3_transpose(x: Array, kernel: Array) -> Array:
+  """Reference 2x transposed conv with a 3x3 kernel.
+
+  PyTorch ConvTranspose2d(k=3, s=2, p=1, output_padding=1) with its weight
+  flipped spatially and in/out axes swapped: the input dilated by 2 is
+  padded by k-1-p = 1 before and k-1-p+output_padding = 2 after. The output
+  is exactly (N, 2H, 2W, Cout).
+  """
+  return lax.conv_transpose(x, kernel, (2, 2), ((1, 2), (1, 2)),
+                            dimension_numbers=_DN)
+
+
+def downconv3_conv(x: Array, kernel: Array) -> Array:
+  """Reference stride-2 3x3 conv, padding 1 (PyTorch Conv2d(3, 2, 1)).
+
+  Output is (N, (H-1)//2+1, (W-1)//2+1, Cout), i.e. H/2 for even H.
+  """
+  return lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                  dimension_numbers=_DN)
+
+
 # Below this many output channels the four per-phase convs are too thin to
 # use the CPU well, and one 3x3 conv with 4*Cout outputs (zero taps included)
 # is faster despite 2.25x the multiply-adds.
