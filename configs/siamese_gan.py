@@ -48,6 +48,7 @@ def get_config(arg=None):
       tfds_data_dir="",    # "" = the TFDS default (~/tensorflow_datasets).
       classes="cat,dog",   # CIFAR-10 names or ids; labels keep CIFAR ids.
       res=32,
+      channels=3,
       flip=True,           # Random horizontal flips of training images.
       per_class=500,       # Synthetic source only: train images per class.
       seed=0,              # Synthetic source only.

@@ -68,6 +68,11 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict(dict(
       batch_size=64,
       num_steps=10_000,       # Total optimisation steps (the loop's length).
+      # > 0: train this many epochs of the training split instead; the loop
+      # sets num_steps (and steps_per_epoch) from the data before the task
+      # is built, and stores them with the config.
+      num_epochs=0,
+      steps_per_epoch=0,      # Set by the loop; 0 = not known yet.
       # Intervals in steps; a value <= 0 means once per epoch.
       log_every=50,
       eval_every=1000,
@@ -147,6 +152,7 @@ def signature_data(demo: bool, res: int, root: str = "") -> ml_collections.Confi
       name="synthetic_signatures" if demo else "signatures",
       root=root,
       res=res,
+      channels=1,          # Greyscale scans.
       invert=True,         # Ink = 1 on background 0.
       binarize=True,
       test_fraction=0.2,   # Fraction of writers held out.

@@ -115,6 +115,41 @@ def l1(x, y):
   return _per_example_mean(jnp.abs(x - y))
 
 
+def halved_d_loss(real_logits, fake_logits, kind="bce"):
+  """0.5 * discriminator loss, mean over batch and patches (pix2pix, CycleGAN).
+
+  Halving slows D relative to G, as both reference implementations do.
+
+  Args:
+    real_logits: D output on real data.
+    fake_logits: D output on generated data.
+    kind: "bce", "lsgan" or "hinge" (see `gan_d_loss`).
+
+  Returns:
+    Scalar loss.
+  """
+  return 0.5 * jnp.mean(gan_d_loss(real_logits, fake_logits, kind))
+
+
+def adversarial_l1_loss(fake_logits, fake, target, kind="bce",
+                        l1_weight=100.0):
+  """Generator loss adv + l1_weight * L1 of a paired translation (pix2pix).
+
+  Args:
+    fake_logits: D output on the generated images.
+    fake: generated images.
+    target: the paired ground truth (same scale as `fake`).
+    kind: adversarial loss kind (see `gan_g_loss`).
+    l1_weight: lambda of the L1 term.
+
+  Returns:
+    (total, adversarial, l1), each a scalar mean.
+  """
+  adv = jnp.mean(gan_g_loss(fake_logits, kind))
+  dist = jnp.mean(l1(fake, target))
+  return adv + l1_weight * dist, adv, dist
+
+
 def sliced_wasserstein(x, y, rng, num_projections=128):
   """Sliced 1-Wasserstein distance between two equal-size sets of vectors.
 

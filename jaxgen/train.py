@@ -26,6 +26,7 @@ from jaxgen import checkpoint as ckpt_lib
 from jaxgen import parallel
 from jaxgen import reporting
 from jaxgen import tasks as tasks_lib
+from jaxgen.tasks import base as task_base
 from jaxgen.data import pipeline
 from jaxgen.evaluation import in_training
 
@@ -133,6 +134,31 @@ def jit_train_step(task, mesh):
                      out_shardings=(repl, repl), donate_argnums=(0,))
 
 
+def with_data_facts(config: ml_collections.ConfigDict,
+                    num_train: int) -> ml_collections.ConfigDict:
+  """A copy of `config` with the epoch length (and epoch-based length) set.
+
+  Sets `train.steps_per_epoch` from the training split's size and, when
+  `train.num_epochs` > 0, `train.num_steps` = num_epochs * steps_per_epoch,
+  so that tasks built from the returned config (and from the copy stored
+  with checkpoints) know the run's length in steps.
+
+  Args:
+    config: the experiment config (not modified).
+    num_train: examples in the training split.
+
+  Returns:
+    The updated copy.
+  """
+  config = config.copy_and_resolve_references()
+  tc = config.train
+  with config.unlocked():
+    tc.steps_per_epoch = max(1, num_train // tc.batch_size)
+    if tc.get("num_epochs", 0) > 0:
+      tc.num_steps = int(tc.num_epochs) * tc.steps_per_epoch
+  return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        stop_after: Optional[int] = None) -> RunResult:
   """Trains `config.task`, resuming from `workdir` if it holds a checkpoint.
@@ -146,23 +172,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     A RunResult with the final state, metrics and output paths.
   """
-  tc = config.train
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
-  task = tasks_lib.get_task(config)
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(tc.batch_size, mesh)
+  parallel.check_batch_size(config.train.batch_size, mesh)
   repl, data_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
   train_ds = pipeline.build(config.data, "train")
   test_ds = pipeline.build(config.data, "test")
+  config = with_data_facts(config, len(train_ds.source))
+  tc = config.train
+  task = tasks_lib.get_task(config)
   # FID/KID (config.eval); None when off. Fails here, before any training,
   # when best_metric is eval/fid and the Inception weights are missing.
   fid = in_training.from_config(config, task, test_ds)
   logging.info("Data %s: %d train / %d test examples.", config.data.name,
                len(train_ds.source), len(test_ds.source))
-  steps_per_epoch = max(1, len(train_ds.source) // tc.batch_size)
+  steps_per_epoch = tc.steps_per_epoch
   # Intervals <= 0 mean "once per epoch".
   log_every, eval_every, sample_every, checkpoint_every = (
       v if v > 0 else steps_per_epoch for v in (
@@ -172,7 +199,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   init_rng, train_rng, eval_rng, sample_rng = jax.random.split(rng, 4)
   example = pipeline.first_batch(train_ds, tc.batch_size)
   example.pop("mask")
-  state = parallel.replicate(task.init_state(init_rng, example), mesh)
+  _check_data(task, example)
+  state = parallel.replicate(task.init_state(init_rng), mesh)
 
   ckpt = ckpt_lib.Checkpointer(workdir, tc.keep, tc.best_metric, tc.best_mode)
   train_iter = pipeline.train_iterator(
@@ -302,6 +330,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info("Stopped at step %d with a checkpoint in %s; run the same "
                  "command again to resume.", step, outputs["checkpoints"])
   return RunResult(state, step, workdir, train_metrics, eval_metrics, outputs)
+
+
+# Config fields that set each batch key's channels (for error messages).
+_CHANNEL_FIELDS = {
+    "image": "config.data.channels",
+    "sketch": "config.data.sketch_channels",
+    "photo": "config.data.photo_channels",
+    "a": "config.data.a_channels",
+    "b": "config.data.b_channels",
+}
+
+
+def _check_data(task, example):
+  """The data's channels must be those the task built its models for."""
+  try:
+    task.example_batch(1)
+  except NotImplementedError:
+    return
+  task_base.check_example(task, example, _CHANNEL_FIELDS)
 
 
 def _fmt(metrics):

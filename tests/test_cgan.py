@@ -17,6 +17,8 @@ import pytest
 
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import configlib
+from jaxgen import losses
+from jaxgen import optim
 from jaxgen import train
 from jaxgen.data import paired_datasets
 from jaxgen.data import pipeline
@@ -24,6 +26,7 @@ from jaxgen.evaluation import paired as paired_eval
 from jaxgen.tasks import base
 from jaxgen.tasks import cgan
 from jaxgen.tasks import classifier
+from jaxgen.tasks import gan_base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -47,17 +50,17 @@ def _history(workdir):
 def test_d_loss_is_halved_and_g_loss_adds_weighted_l1():
   zeros = jnp.zeros((2, 3, 3))
   # D(real) = D(fake) = 0.5: each BCE term is log 2, halved sum = log 2.
-  np.testing.assert_allclose(cgan.d_loss_fn(zeros, zeros), np.log(2),
+  np.testing.assert_allclose(losses.halved_d_loss(zeros, zeros), np.log(2),
                              rtol=1e-6)
   real, fake = jnp.full((2, 3, 3), 3.0), jnp.full((2, 3, 3), -2.0)
   expected = 0.5 * (np.log1p(np.exp(-3.0)) + np.log1p(np.exp(-2.0)))
-  np.testing.assert_allclose(cgan.d_loss_fn(real, fake), expected, rtol=1e-6)
-  np.testing.assert_allclose(cgan.d_loss_fn(jnp.ones(4), jnp.zeros(4),
+  np.testing.assert_allclose(losses.halved_d_loss(real, fake), expected, rtol=1e-6)
+  np.testing.assert_allclose(losses.halved_d_loss(jnp.ones(4), jnp.zeros(4),
                                             "lsgan"), 0.0)
-  np.testing.assert_allclose(cgan.d_loss_fn(jnp.zeros(4), jnp.zeros(4),
+  np.testing.assert_allclose(losses.halved_d_loss(jnp.zeros(4), jnp.zeros(4),
                                             "hinge"), 1.0)
   image = jnp.zeros((2, 4, 4, 3))
-  total, adv, l1 = cgan.g_loss_fn(zeros, image + 0.1, image, "bce", 100.0)
+  total, adv, l1 = losses.adversarial_l1_loss(zeros, image + 0.1, image, "bce", 100.0)
   np.testing.assert_allclose(adv, np.log(2), rtol=1e-6)
   np.testing.assert_allclose(l1, 0.1, rtol=1e-6)
   np.testing.assert_allclose(total, np.log(2) + 100 * 0.1, rtol=1e-6)
@@ -72,18 +75,17 @@ def test_plateau_schedule_reduces_only_without_improvement():
   params = {"w": jnp.ones(3)}
 
   def scales(values):
-    tx = cgan.make_optimizer(cfg, 100)
+    tx = optim.make_optimizer(cfg, 100)
     ts = base.TrainState.create(apply_fn=None, params=params, tx=tx)
     for v in values:
-      # pylint: disable-next=protected-access
-      ts = cgan._apply_updates(ts, {"w": jnp.ones(3)}, v, None)
+      ts = gan_base.apply_updates(ts, {"w": jnp.ones(3)}, v, None)
     return float(ts.opt_state[1].scale)
 
   assert scales(np.linspace(1.0, 0.1, 12)) == 1.0  # Improving: no change.
   assert scales([1.0] * 12) < 0.2  # Flat: halved repeatedly.
   # The other schedules ignore the value.
   plain = configlib.adam(lr=0.1, schedule="linear")
-  tx = cgan.make_optimizer(plain, 10)
+  tx = optim.make_optimizer(plain, 10)
   tx.update({"w": jnp.ones(3)}, tx.init(params), params, value=1.0)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxgen.models import classifier, patchgan, unet
-from jaxgen.tasks import cgan
+from jaxgen.tasks import base, cgan
 
 _TINY = dict(width=2, max_width=4)
 
@@ -188,8 +188,8 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs(module, args):
       jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                              variables), *args))
   assert "conv_general_dilated" in jaxpr and "bf16[" in jaxpr
-  assert cgan.resolve_dtype("auto") == (
+  assert base.resolve_dtype("auto") == (
       jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16)
-  assert cgan.resolve_dtype("bfloat16") == jnp.bfloat16
+  assert base.resolve_dtype("bfloat16") == jnp.bfloat16
   with pytest.raises(ValueError, match="model.dtype"):
-    cgan.resolve_dtype("fp8")
+    base.resolve_dtype("fp8")

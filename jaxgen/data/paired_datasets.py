@@ -94,7 +94,7 @@ def hair_label(face_seed: int) -> int:
   return int(float(np.mean(hair)) > HAIR_THRESHOLD)
 
 
-class _Cached:
+class Cached:
   """Keeps elements of a slow source in memory as uint8 (values in [0, 1]).
 
   Elements are decoded on first access; `label` (and other integer arrays)
@@ -277,7 +277,7 @@ def build_procedural_faces(cfg: ml_collections.ConfigDict,
                          f"{cfg.num_classes}")
       source = _Labelled(source, [hair_label(pairs.face_seed(i))
                                   for i in range(num)])
-    source = _Cached(source, int(cfg.cache_mb) << 20)
+    source = Cached(source, int(cfg.cache_mb) << 20)
     _check_channels(cfg, source[0])
     info = {"classes": HAIR_CLASSES if cfg.num_classes else ()}
     return _finish(cfg, source, split, info)
@@ -346,6 +346,6 @@ def build_sketchified_folder(cfg: ml_collections.ConfigDict,
         raise ValueError(f"photos outside the class folders {list(classes)}:"
                          f" {unknown[:5]} under {base!r}")
       source = _Labelled(source, [classes.index(n) for n in names])
-    source = _Cached(source, int(cfg.cache_mb) << 20)
+    source = Cached(source, int(cfg.cache_mb) << 20)
     _check_channels(cfg, source[0])
     return _finish(cfg, source, split, {"classes": classes})

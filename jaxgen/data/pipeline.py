@@ -49,6 +49,8 @@ _LAZY = {
     "paired_folder": "jaxgen.data.paired_datasets",
     "procedural_faces": "jaxgen.data.paired_datasets",
     "sketchified_folder": "jaxgen.data.paired_datasets",
+    "unpaired_folders": "jaxgen.data.unpaired",
+    "unpaired_procedural": "jaxgen.data.unpaired",
 }
 
 

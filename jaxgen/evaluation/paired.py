@@ -20,6 +20,7 @@ is +inf too if any pair is identical.
 import functools
 from typing import Dict, Tuple
 
+import dm_pix
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -110,6 +111,34 @@ def _ssim_map_mean(a, b, filter_size, filter_sigma, k1, k2):
   num = (2.0 * mu_a * mu_b + c1) * (2.0 * cov + c2)
   den = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
   return jnp.mean(num / den, axis=(1, 2, 3))
+
+
+SSIM_WINDOW = 11
+
+
+def batch_metrics(a: jax.Array, b: jax.Array) -> dict:
+  """Per-image L1, PSNR and SSIM of two [0, 1] batches, jittable.
+
+  For use inside jitted eval steps (the numpy functions above are for
+  whole sets on the host). PSNR is capped at 100 dB for identical images so
+  that averages stay finite; SSIM is dm-pix's (Gaussian 11x11, sigma 1.5,
+  VALID) and omitted for images smaller than its window.
+
+  Args:
+    a: [N, H, W, C] images in [0, 1].
+    b: [N, H, W, C] images in [0, 1].
+
+  Returns:
+    {"l1", "psnr"[, "ssim"]}, each [N] float32.
+  """
+  _check_pair(a, b)
+  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+  mse = jnp.mean(jnp.square(a - b), axis=(1, 2, 3))
+  out = {"l1": jnp.mean(jnp.abs(a - b), axis=(1, 2, 3)),
+         "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
+  if min(a.shape[1:3]) >= SSIM_WINDOW:
+    out["ssim"] = dm_pix.ssim(a, b, max_val=1.0, filter_size=SSIM_WINDOW)
+  return out
 
 
 def ssim(a, b, value_range: ValueRange = (0.0, 1.0), filter_size: int = 11,

@@ -180,6 +180,37 @@ def resolve_fn(kind: str, impl: Optional[str], kernel_size: int = 4,
   return table[impl]
 
 
+NORMS = ("batch", "instance", "none")
+
+
+def make_norm(kind: str, train: bool, dtype=None) -> Callable[[], Callable]:
+  """A factory of normalisation layers, called once per layer.
+
+  Args:
+    kind: "batch" (BatchNorm, momentum 0.9, running averages in eval),
+      "instance" (per-image, per-channel, no affine parameters: PyTorch's
+      InstanceNorm2d defaults, as CycleGAN uses) or "none" (identity).
+    train: batch statistics (True) or running averages (False); only
+      "batch" depends on it.
+    dtype: compute dtype.
+
+  Returns:
+    A zero-argument callable returning a fresh layer (x -> x').
+
+  Raises:
+    ValueError: for an unknown kind.
+  """
+  if kind == "batch":
+    return lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                dtype=dtype)
+  if kind == "instance":
+    return lambda: nn.InstanceNorm(epsilon=1e-5, use_scale=False,
+                                   use_bias=False, dtype=dtype)
+  if kind == "none":
+    return lambda: (lambda x: x)
+  raise ValueError(f"Unknown norm {kind!r}; valid: {', '.join(NORMS)}.")
+
+
 def upconv(x: Array, kernel: Array, impl: Optional[str] = None) -> Array:
   """Functional UpConv (no bias) with the given or default implementation."""
   return resolve_fn("up", impl, kernel.shape[0])(x, kernel)

@@ -114,6 +114,8 @@ class UNet(nn.Module):
     num_dropout: how many decoder blocks, counted outwards from the one
       after the innermost, use dropout (3 as in pix2pix).
     use_skips: False drops the skip connections (for ablations and tests).
+    norm: "batch" (pix2pix), "instance" (CycleGAN's U-Net option) or
+      "none"; convolutions before a BatchNorm have no bias, others do.
     num_classes: > 0 makes the generator label-conditioned.
     label_dim: channels of the label embedding.
     upsample_impl: UpConv implementation (None/'auto' = backend default).
@@ -127,6 +129,7 @@ class UNet(nn.Module):
   dropout: float = 0.5
   num_dropout: int = 3
   use_skips: bool = True
+  norm: str = "batch"
   num_classes: int = 0
   label_dim: int = 8
   upsample_impl: Optional[str] = None
@@ -140,8 +143,8 @@ class UNet(nn.Module):
     if x.shape[1] % 2 ** depth or x.shape[2] % 2 ** depth:
       raise ValueError(f"Input {x.shape[1]}x{x.shape[2]} is not divisible by "
                        f"2**depth = {2 ** depth}.")
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                dtype=self.dtype)
+    norm = layers.make_norm(self.norm, train, self.dtype)
+    bias = self.norm != "batch"
     x = append_label(self, x.astype(self.dtype or x.dtype), label, self.dtype)
     skips = []
     for i in range(depth):
@@ -149,7 +152,7 @@ class UNet(nn.Module):
       # bottleneck (BatchNorm of a single pixel per example is degenerate).
       plain = i == 0 or i == depth - 1
       x = layers.DownConv(level_width(self.width, self.max_width, i),
-                          use_bias=plain, impl=self.downsample_impl,
+                          use_bias=plain or bias, impl=self.downsample_impl,
                           dtype=self.dtype, name=f"down{i}")(x)
       if not plain:
         x = norm()(x)
@@ -159,7 +162,7 @@ class UNet(nn.Module):
     for j, skip in enumerate(reversed(skips)):
       level = depth - 2 - j
       x = layers.UpConv(level_width(self.width, self.max_width, level),
-                        use_bias=False, impl=self.upsample_impl,
+                        use_bias=bias, impl=self.upsample_impl,
                         dtype=self.dtype, name=f"up{level + 1}")(x)
       x = norm()(x)
       if 1 <= j <= self.num_dropout and self.dropout > 0:

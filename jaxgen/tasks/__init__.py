@@ -10,6 +10,7 @@ _TASKS = {
     "gan": "jaxgen.tasks.gan:GANTask",
     "siamese_gan": "jaxgen.tasks.siamese_gan:SiameseGANTask",
     "cgan": "jaxgen.tasks.cgan:CGANTask",
+    "cyclegan": "jaxgen.tasks.cyclegan:CycleGANTask",
     "classifier": "jaxgen.tasks.classifier:ClassifierTask",
 }
 

@@ -31,84 +31,20 @@ error, i.e. half the L1 loss term's scale), `psnr` (peak 1) and `ssim`
 
 import functools
 
-import flax
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxgen import backend
 from jaxgen import losses, optim
 from jaxgen.evaluation import paired as paired_eval
 from jaxgen.models import patchgan, unet
 from jaxgen.tasks import base
+from jaxgen.tasks import gan_base
 
 GENERATORS = ("unet", "encoder")
-DTYPES = ("auto", "float32", "bfloat16")
-_SSIM_WINDOW = 11
 
-
-def resolve_dtype(name: str):
-  """`model.dtype` -> compute dtype: "auto" is bfloat16 on GPU/TPU, else f32.
-
-  Args:
-    name: "auto", "float32" or "bfloat16".
-
-  Returns:
-    A jnp dtype.
-  """
-  if name == "auto":
-    return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
-  if name not in DTYPES:
-    raise ValueError(f"Unknown model.dtype {name!r}; valid: {DTYPES}.")
-  return jnp.dtype(name)
-
-
-def make_optimizer(cfg, total_steps: int):
-  """optim.make_optimizer, plus the "plateau" schedule; accepts `value=`.
-
-  Args:
-    cfg: an Adam config (configlib.adam) with `schedule`; "plateau" also
-      reads plateau_factor, plateau_patience, plateau_cooldown,
-      plateau_window, plateau_min_scale and plateau_rtol.
-    total_steps: updates this optimizer will make.
-
-  Returns:
-    An optax.GradientTransformationExtraArgs; its update takes the loss as
-    `value` (ignored unless the schedule is "plateau").
-  """
-  if cfg.get("schedule") != "plateau":
-    return optax.with_extra_args_support(
-        optim.make_optimizer(cfg, total_steps))
-  constant = cfg.copy_and_resolve_references()
-  constant.schedule = "constant"
-  return optax.chain(
-      optim.make_optimizer(constant, total_steps),
-      optax.contrib.reduce_on_plateau(
-          factor=cfg.get("plateau_factor", 0.5),
-          patience=cfg.get("plateau_patience", 5),
-          cooldown=cfg.get("plateau_cooldown", 0),
-          accumulation_size=cfg.get("plateau_window", 100),
-          min_scale=cfg.get("plateau_min_scale", 0.01),
-          rtol=cfg.get("plateau_rtol", 1e-4)))
-
-
-def lr_schedule(cfg, total_steps: int):
-  """The schedule of `cfg` without the plateau factor (for logging)."""
-  if cfg.get("schedule") == "plateau":
-    return optax.constant_schedule(cfg.lr)
-  return optim.make_schedule(cfg, total_steps)
-
-
-def d_loss_fn(real_logits, fake_logits, kind="bce"):
-  """Halved discriminator loss (pix2pix), mean over batch and patches."""
-  return 0.5 * jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
-
-
-def g_loss_fn(fake_logits, fake, real, kind="bce", l1_weight=100.0):
-  """Generator loss adv + l1_weight * L1; returns (total, adv, l1) means."""
-  adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
-  l1 = jnp.mean(losses.l1(fake, real))
-  return adv + l1_weight * l1, adv, l1
+# The pix2pix state is the generic GAN state.
+CGANState = gan_base.GANState
 
 
 def to_rgb(x):
@@ -116,53 +52,42 @@ def to_rgb(x):
   return jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
 
 
-def rbg_key(key):
-  """A key of the "rbg" PRNG (XLA's RngBitGenerator) derived from `key`.
-
-  Used for parameter initialisation and dropout masks: XLA:CPU compiles
-  threefry bit generation slowly (about 20 s for a tiny U-Net's
-  initialisers on the 2-core dev machine, 2.5 s with rbg), and these
-  random bits need no cross-version reproducibility beyond the run itself.
-  """
-  return jax.random.wrap_key_data(
-      jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
-
-
-def _apply_updates(ts: base.TrainState, grads, value, batch_stats):
-  """TrainState.apply_gradients that passes `value` to the optimizer."""
-  updates, opt_state = ts.tx.update(grads, ts.opt_state, ts.params,
-                                    value=value)
-  return ts.replace(step=ts.step + 1,
-                    params=optax.apply_updates(ts.params, updates),
-                    opt_state=opt_state, batch_stats=batch_stats)
-
-
-@flax.struct.dataclass
-class CGANState:
-  """Generator and discriminator train states and the shared step."""
-  step: jax.Array
-  g: base.TrainState
-  d: base.TrainState
-
-
 class CGANTask(base.Task):
   """pix2pix-style conditional GAN on paired batches (see module doc)."""
+
+  def __init__(self, config):
+    super().__init__(config)
+    gan_base.check_alternation(config.gan)
+    self.gen, self.disc = self.make_models()
+    self.g_updates, self.d_updates = gan_base.updates_per_network(
+        config.gan, config.train.num_steps)
+    self._samples_jit = backend.jit(self._samples)
 
   @property
   def num_classes(self) -> int:
     return int(self.config.data.get("num_classes", 0))
 
-  def make_models(self, photo_channels: int):
+  @property
+  def channels(self):
+    """(sketch, photo) channels: config.data.*_channels, else 1 and 3."""
+    d = self.config.data
+    return (int(d.get("sketch_channels", 0) or 1),
+            int(d.get("photo_channels", 0) or 3))
+
+  def make_models(self):
     """The (generator, discriminator) pair from config.model."""
     m = self.config.model
-    dtype = resolve_dtype(m.get("dtype", "auto"))
+    dtype = base.resolve_dtype(m.get("dtype", "auto"))
+    norm = m.get("norm", "batch")
     common = dict(num_classes=self.num_classes, label_dim=m.label_dim,
                   dtype=dtype)
+    photo_channels = self.channels[1]
     if m.generator == "unet":
       gen = unet.UNet(
           out_channels=photo_channels, depth=m.depth, width=m.g_width,
           max_width=m.max_width, dropout=m.dropout,
-          num_dropout=m.num_dropout, upsample_impl=m.upsample_impl,
+          num_dropout=m.num_dropout, norm=norm,
+          upsample_impl=m.upsample_impl,
           downsample_impl=m.downsample_impl, **common)
     elif m.generator == "encoder":
       gen = unet.EncoderGenerator(
@@ -174,35 +99,36 @@ class CGANTask(base.Task):
       raise ValueError(f"Unknown model.generator {m.generator!r}; valid: "
                        f"{GENERATORS}.")
     disc = patchgan.PatchGAN(width=m.d_width, max_width=m.max_width,
-                             n_layers=m.n_layers,
+                             n_layers=m.n_layers, norm=norm,
                              downsample_impl=m.downsample_impl, **common)
     return gen, disc
 
-  def init_state(self, rng, batch):
-    # The loop's example batch holds un-augmented training elements (at the
-    # load size); the models are built for the crop size they will see.
-    res = self.config.data.get("crop_size", 0) or batch["sketch"].shape[1]
-    n = 2
-    sketch = jnp.zeros((n, res, res, batch["sketch"].shape[-1]), jnp.float32)
-    photo = jnp.zeros((n, res, res, batch["photo"].shape[-1]), jnp.float32)
-    label = jnp.zeros((n,), jnp.int32) if self.num_classes else None
-    self.gen, self.disc = self.make_models(photo.shape[-1])
-    g_rng, d_rng, z_rng = jax.random.split(rbg_key(rng), 3)
+  def example_batch(self, num=2):
+    # Models are built for the crop size they train on (training elements
+    # are loaded larger and cropped by the augmentation).
+    res = self.config.data.crop_size
+    sc, pc = self.channels
+    batch = {"sketch": jnp.zeros((num, res, res, sc), jnp.float32),
+             "photo": jnp.zeros((num, res, res, pc), jnp.float32)}
+    if self.num_classes:
+      batch["label"] = jnp.zeros((num,), jnp.int32)
+    return batch
+
+  def init_state(self, rng, batch=None):
+    del batch  # Shapes come from the config.
+    sketch, photo, label = self._inputs(self.example_batch())
+    n = sketch.shape[0]
+    g_rng, d_rng, z_rng = jax.random.split(base.rbg_key(rng), 3)
     g_vars = jax.jit(functools.partial(self.gen.init, train=False))(
         g_rng, sketch, label, self._z(z_rng, n))
     d_vars = jax.jit(functools.partial(self.disc.init, train=False))(
         d_rng, sketch, photo, label)
-    gan, steps = self.config.gan, self.config.train.num_steps
-    g_steps = steps // max(1, gan.d_steps)
-    d_steps = steps // max(1, gan.g_steps)
-    self._lr = {"g": lr_schedule(self.config.g_optim, g_steps),
-                "d": lr_schedule(self.config.d_optim, d_steps)}
     return CGANState(
         step=jnp.zeros((), jnp.int32),
-        g=base.create_train_state(
-            self.gen, g_vars, make_optimizer(self.config.g_optim, g_steps)),
-        d=base.create_train_state(
-            self.disc, d_vars, make_optimizer(self.config.d_optim, d_steps)))
+        g=base.create_train_state(self.gen, g_vars, optim.make_optimizer(
+            self.config.g_optim, self.g_updates)),
+        d=base.create_train_state(self.disc, d_vars, optim.make_optimizer(
+            self.config.d_optim, self.d_updates)))
 
   # Pieces.
 
@@ -241,31 +167,12 @@ class CGANTask(base.Task):
     """The real photos in [0, 1] that `translate_batch` should match."""
     return base.to_unit(batch["photo"])
 
-  def _lr_metric(self, name, ts):
-    lr = self._lr[name](ts.step)
-    plateau = optax.contrib.ReduceLROnPlateauState
-    for s in jax.tree_util.tree_leaves(
-        ts.opt_state, is_leaf=lambda x: isinstance(x, plateau)):
-      if isinstance(s, plateau):
-        lr = lr * s.scale
-    return lr
-
-  def _maybe(self, update, every, phase, state):
-    """Runs update(state, apply) with apply = (step % every == phase)."""
-    if every <= 1:
-      return update(state, True)
-    return jax.lax.cond(state.step % every == phase,
-                        lambda s: update(s, True),
-                        lambda s: update(s, False), state)
-
   # The step.
 
   def train_step(self, state, batch, rng):
     gan = self.config.gan
-    if gan.d_steps > 1 and gan.g_steps > 1:
-      raise ValueError("Set at most one of gan.d_steps and gan.g_steps > 1.")
     sketch, real, label = self._inputs(batch)
-    drop_rng, z_rng = jax.random.split(rbg_key(rng))
+    drop_rng, z_rng = jax.random.split(base.rbg_key(rng))
     z = self._z(z_rng, sketch.shape[0])
 
     def g_forward(params):
@@ -285,17 +192,19 @@ class CGANTask(base.Task):
       v = dict(v, batch_stats=upd["batch_stats"])
       fake_logits, upd = self.disc.apply(v, sketch, fake_d, label,
                                          mutable=["batch_stats"])
-      loss = d_loss_fn(real_logits, fake_logits, gan.loss)
+      loss = losses.halved_d_loss(real_logits, fake_logits, gan.loss)
       return loss, (real_logits, fake_logits, upd["batch_stats"])
 
     def d_update(state, apply):
       (loss, (rl, fl, stats)), grads = jax.value_and_grad(
           d_loss, has_aux=True)(state.d.params, state.d)
       if apply:
-        state = state.replace(d=_apply_updates(state.d, grads, value, stats))
+        state = state.replace(
+            d=gan_base.apply_updates(state.d, grads, value, stats))
       return state, {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(rl)),
                      "d_fake": jnp.mean(jax.nn.sigmoid(fl)),
-                     "d_lr": self._lr_metric("d", state.d)}
+                     "d_lr": gan_base.lr_metric(self.config.d_optim,
+                                                self.d_updates, state.d)}
 
     def g_update(state, apply):
       def loss_of_fake(f):
@@ -303,42 +212,31 @@ class CGANTask(base.Task):
         # statistics updates are discarded here.
         logits, _ = self.disc.apply(state.d.variables(), sketch, f, label,
                                     mutable=["batch_stats"])
-        total, adv, l1 = g_loss_fn(logits, f, real, gan.loss, gan.l1_weight)
+        total, adv, l1 = losses.adversarial_l1_loss(logits, f, real, gan.loss,
+                                                    gan.l1_weight)
         return total, (adv, l1)
 
       (total, (adv, l1)), dfake = jax.value_and_grad(
           loss_of_fake, has_aux=True)(fake)
       if apply:
         (grads,) = g_vjp(dfake)
-        state = state.replace(g=_apply_updates(state.g, grads, value,
-                                               g_stats))
+        state = state.replace(
+            g=gan_base.apply_updates(state.g, grads, value, g_stats))
       return state, {"g_loss": total, "g_gan": adv, "g_l1": l1,
-                     "g_lr": self._lr_metric("g", state.g)}
+                     "g_lr": gan_base.lr_metric(self.config.g_optim,
+                                                self.g_updates, state.g)}
 
-    state, d_metrics = self._maybe(d_update, gan.g_steps, 0, state)
-    state, g_metrics = self._maybe(g_update, gan.d_steps, gan.d_steps - 1,
-                                   state)
+    state, d_metrics = gan_base.alternate(d_update, gan.g_steps, 0, state)
+    state, g_metrics = gan_base.alternate(g_update, gan.d_steps,
+                                          gan.d_steps - 1, state)
     return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
 
   def eval_step(self, state, batch, rng):
     sketch, real, label = self._inputs(batch)
     fake = self.translate(state, sketch, label, rng)
-    a, b = base.to_unit(fake), base.to_unit(real)
-    out = {"l1": jnp.mean(jnp.abs(a - b), axis=(1, 2, 3)),
-           "psnr": -10.0 * jnp.log10(
-               jnp.maximum(jnp.mean(jnp.square(a - b), axis=(1, 2, 3)),
-                           1e-10))}
-    if min(a.shape[1:3]) >= _SSIM_WINDOW:
-      # evaluation.paired.ssim returns numpy and so cannot run inside the
-      # loop's jitted eval step; its jitted core gives the same numbers.
-      # pylint: disable-next=protected-access
-      out["ssim"] = paired_eval._ssim_map_mean(a, b, _SSIM_WINDOW, 1.5, 0.01,
-                                               0.03)
-    return out
+    return paired_eval.batch_metrics(base.to_unit(fake), base.to_unit(real))
 
   def samples(self, state, batch, rng):
-    if not hasattr(self, "_samples_jit"):
-      self._samples_jit = backend.jit(self._samples)
     return self._samples_jit(state, batch, rng)
 
   def _samples(self, state, batch, rng):

@@ -32,24 +32,35 @@ from jaxgen import tasks as tasks_lib
 from jaxgen.data import pipeline
 from jaxgen.models import classifier as classifier_model
 from jaxgen.tasks import base
-from jaxgen.tasks import cgan
 
 
 class ClassifierTask(base.Task):
   """Softmax classifier of `batch[model.input]` into data.num_classes."""
 
-  def init_state(self, rng, batch):
-    m, data = self.config.model, self.config.data
+  def __init__(self, config):
+    super().__init__(config)
+    m, data = config.model, config.data
     if not data.get("num_classes", 0):
       raise ValueError("The classifier needs config.data.num_classes > 0 "
                        "and labelled data.")
-    x = batch[m.input]
-    res = data.get("crop_size", 0) or x.shape[1]
     self.model = classifier_model.Classifier(
         num_classes=data.num_classes, width=m.width, max_width=m.max_width,
         dropout=m.dropout, downsample_impl=m.get("downsample_impl"))
+
+  def example_batch(self, num=2):
+    d, key = self.config.data, self.config.model.input
+    # Paired data: sketches are grey, photos colour (as in the cGAN task).
+    default = 1 if key == "sketch" else 3
+    channels = int(d.get(f"{key}_channels", 0) or default)
+    return {key: jnp.zeros((num, d.crop_size, d.crop_size, channels),
+                           jnp.float32),
+            "label": jnp.zeros((num,), jnp.int32)}
+
+  def init_state(self, rng, batch=None):
+    del batch  # Shapes come from the config.
+    x = self.example_batch()[self.config.model.input]
     variables = jax.jit(lambda r, v: self.model.init(r, v, train=False))(
-        cgan.rbg_key(rng), jnp.zeros((2, res, res, x.shape[-1]), jnp.float32))
+        base.rbg_key(rng), x)
     tx = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
     return base.create_train_state(self.model, variables, tx)
 
@@ -63,7 +74,7 @@ class ClassifierTask(base.Task):
     def loss_fn(params):
       logits, upd = self.model.apply(
           state.variables(params), x, train=True,
-          rngs={"dropout": cgan.rbg_key(rng)}, mutable=["batch_stats"])
+          rngs={"dropout": base.rbg_key(rng)}, mutable=["batch_stats"])
       loss = jnp.mean(
           optax.softmax_cross_entropy_with_integer_labels(logits, y))
       return loss, (logits, upd["batch_stats"])
@@ -88,9 +99,10 @@ class ClassifierTask(base.Task):
 
 def _restore(workdir: str, example):
   """(task, config, restored state) of the run in `workdir`."""
+  del example
   config = ckpt_lib.stored_config(workdir)
   task = tasks_lib.get_task(config)
-  target = task.init_state(jax.random.key(0), example)
+  target = task.init_state(jax.random.key(0))
   ckpt = ckpt_lib.Checkpointer(workdir)
   try:
     state, _, _ = ckpt.restore(target)

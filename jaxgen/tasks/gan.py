@@ -11,25 +11,29 @@ generated and held-out real images (pixels), until an Inception-based metric
 is configured.
 """
 
-import flax
 import jax
 import jax.numpy as jnp
 
 from jaxgen import losses, optim
 from jaxgen.models import dcgan
 from jaxgen.tasks import base
+from jaxgen.tasks import gan_base
 
-
-@flax.struct.dataclass
-class GANState:
-  """Generator and discriminator train states and the shared step."""
-  step: jax.Array
-  g: base.TrainState
-  d: base.TrainState
+GANState = gan_base.GANState
 
 
 class GANTask(base.Task):
   """Unconditional GAN on `batch["image"]` in [0, 1] (mapped to [-1, 1])."""
+
+  def __init__(self, config):
+    super().__init__(config)
+    gan_base.check_alternation(config.gan)
+    self.gen, self.disc = self.make_models(config.data.res,
+                                           config.data.channels)
+
+  def example_batch(self, num=2):
+    d = self.config.data
+    return {"image": jnp.zeros((num, d.res, d.res, d.channels), jnp.float32)}
 
   def make_models(self, res, channels):
     """The (generator, discriminator) pair; subclasses may override."""
@@ -41,13 +45,12 @@ class GANTask(base.Task):
                                downsample_impl=m.get("downsample_impl"))
     return gen, disc
 
-  def init_state(self, rng, batch):
-    _, res, _, channels = batch["image"].shape
-    self.gen, self.disc = self.make_models(res, channels)
+  def init_state(self, rng, batch=None):
+    del batch  # Shapes come from the config.
     g_rng, d_rng = jax.random.split(rng)
     z = jnp.zeros((2, self.config.model.z_dim))
     g_vars = jax.jit(self.gen.init)(g_rng, z)
-    d_vars = jax.jit(self.disc.init)(d_rng, batch["image"][:2])
+    d_vars = jax.jit(self.disc.init)(d_rng, self.example_batch()["image"])
     steps = self.config.train.num_steps
     return GANState(
         step=jnp.zeros((), jnp.int32),
@@ -107,8 +110,8 @@ class GANTask(base.Task):
       return state, metrics
     (_, (metrics, stats)), grads = grad_fn(state.d.params, state.d, real,
                                            fake, d_rng)
-    d = state.d.apply_gradients(grads=grads).replace(batch_stats=stats)
-    return state.replace(d=d), metrics
+    return state.replace(d=gan_base.apply_updates(state.d, grads,
+                                                  batch_stats=stats)), metrics
 
   def _g_update(self, state, real, rng, apply):
     if not apply:
@@ -116,27 +119,19 @@ class GANTask(base.Task):
       return state, metrics
     grad_fn = jax.value_and_grad(self.g_loss, has_aux=True)
     (_, (metrics, stats)), grads = grad_fn(state.g.params, state, real, rng)
-    g = state.g.apply_gradients(grads=grads).replace(batch_stats=stats)
-    return state.replace(g=g), metrics
-
-  def _maybe(self, update, every, phase, state, real, rng):
-    """Runs `update` with apply=True when step % every == phase."""
-    if every == 1:
-      return update(state, real, rng, True)
-    return jax.lax.cond(state.step % every == phase,
-                        lambda s: update(s, real, rng, True),
-                        lambda s: update(s, real, rng, False), state)
+    return state.replace(g=gan_base.apply_updates(state.g, grads,
+                                                  batch_stats=stats)), metrics
 
   def train_step(self, state, batch, rng):
     real = base.to_signed(batch["image"])
     d_rng, g_rng = jax.random.split(rng)
     gan = self.config.gan
-    if gan.d_steps > 1 and gan.g_steps > 1:
-      raise ValueError("Set at most one of gan.d_steps and gan.g_steps > 1.")
-    state, d_metrics = self._maybe(self._d_update, gan.g_steps, 0, state,
-                                   real, d_rng)
-    state, g_metrics = self._maybe(self._g_update, gan.d_steps,
-                                   gan.d_steps - 1, state, real, g_rng)
+    state, d_metrics = gan_base.alternate(
+        lambda s, apply: self._d_update(s, real, d_rng, apply),
+        gan.g_steps, 0, state)
+    state, g_metrics = gan_base.alternate(
+        lambda s, apply: self._g_update(s, real, g_rng, apply),
+        gan.d_steps, gan.d_steps - 1, state)
     return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
 
   def eval_step(self, state, batch, rng):

@@ -106,7 +106,7 @@ class SiameseGANTask(gan.GANTask):
         downsample_impl=m.get("downsample_impl"))
     return gen, disc
 
-  def init_state(self, rng, batch):
+  def init_state(self, rng, batch=None):
     state = super().init_state(rng, batch)
     ema = None
     if self.ema_decay > 0:

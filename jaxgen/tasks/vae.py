@@ -18,19 +18,25 @@ from jaxgen.tasks import base
 class VAETask(base.Task):
   """Convolutional VAE on single images (`batch["image"]` in [0, 1])."""
 
-  def _model(self, batch):
-    m = self.config.model
-    _, res, _, channels = batch["image"].shape
-    return vae_model.VAE(
-        res=res, channels=channels, latent_dim=m.latent_dim, width=m.width,
-        max_width=m.max_width, upsample_impl=m.get("upsample_impl"),
+  def __init__(self, config):
+    super().__init__(config)
+    m, d = config.model, config.data
+    self.model = vae_model.VAE(
+        res=d.res, channels=d.channels, latent_dim=m.latent_dim,
+        width=m.width, max_width=m.max_width,
+        upsample_impl=m.get("upsample_impl"),
         downsample_impl=m.get("downsample_impl"))
 
-  def init_state(self, rng, batch):
-    self.model = self._model(batch)
+  def example_batch(self, num=2):
+    d = self.config.data
+    return {"image": jnp.zeros((num, d.res, d.res, d.channels), jnp.float32)}
+
+  def init_state(self, rng, batch=None):
+    del batch  # Shapes come from the config.
     params_rng, latent_rng = jax.random.split(rng)
     variables = jax.jit(self.model.init)(
-        {"params": params_rng, "latent": latent_rng}, batch["image"])
+        {"params": params_rng, "latent": latent_rng},
+        self.example_batch()["image"])
     tx = optim.make_optimizer(self.config.optim, self.config.train.num_steps)
     return base.create_train_state(self.model, variables, tx)
 
