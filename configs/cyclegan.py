@@ -85,7 +85,10 @@ def get_config(arg=None):
       batch_size=1, num_steps=0, log_every=100, eval_every=0, sample_every=0,
       checkpoint_every=0, num_samples=4, eval_batches=-1,
       best_metric="", data_threads=2)
-  c.train.num_epochs = c.get_ref("n_epochs") + c.get_ref("n_epochs_decay")
+  if arg.tiny:  # A fixed step count, so tests can override num_steps.
+    c.train.update(num_epochs=0, num_steps=8)
+  else:
+    c.train.num_epochs = c.get_ref("n_epochs") + c.get_ref("n_epochs_decay")
   if arg.demo:
     c.data.update(num_train=600, num_test=32)
     c.model.update(g_width=16, d_width=16, num_blocks=arg.blocks or 3)

@@ -146,24 +146,30 @@ def evaluate_generative(task, state, config, test_ds, extractor, num: int,
 
 
 def evaluate_translation(task, state, config, test_ds, extractor,
-                         batch_size: int) -> Dict:
+                         batch_size: int, direction: str = "",
+                         functions=None) -> Dict:
   """Paired metrics on the test split, and FID when `extractor` is given.
 
   Args:
-    task: a task with the translation protocol (`paired_functions`).
+    task: a task with the translation protocol (`Task.translations`).
     state: its restored state.
     config: the run's config.
     test_ds: the test split; every example is translated once.
     extractor: the Inception feature extractor, or None for paired metrics
       only.
     batch_size: translation and Inception batch size.
+    direction: which of `task.translations()` ("" for one-way tasks).
+    functions: (translate, targets) overriding that entry.
 
   Returns:
     Report fields: "kind", "num_images", "metrics" (l1, psnr, ssim with
     their "_std" over images, and FID/KID of outputs vs targets), "notes".
+    Paired metrics are left out when `config.data.paired_eval` is False
+    (targets that are not the inputs' counterparts).
   """
-  translate_fn, targets_fn = in_training.paired_functions(task)
+  translate_fn, targets_fn = functions or task.translations()[direction]
   translate = backend.jit(translate_fn)
+  is_paired = bool(config.data.get("paired_eval", True))
   rng = in_training.noise_key(config.seed)
   per_image = {"l1": [], "psnr": [], "ssim": []}
   notes = []
@@ -173,6 +179,9 @@ def evaluate_translation(task, state, config, test_ds, extractor,
       mask = np.asarray(batch.pop("mask")) > 0
       out = np.asarray(translate(state, batch, jax.random.fold_in(rng, i)))
       out, target = out[mask], np.asarray(targets_fn(batch))[mask]
+      if not is_paired:
+        yield out
+        continue
       per_image["l1"].append(paired.l1_error(out, target))
       per_image["psnr"].append(paired.psnr(out, target))
       if min(out.shape[1:3]) >= _SSIM_WINDOW:
@@ -185,16 +194,20 @@ def evaluate_translation(task, state, config, test_ds, extractor,
     for _ in outputs():
       pass
   else:
-    real = in_training.reference(config.data, test_ds, extractor,
-                                 split="test_targets", batch_size=batch_size,
-                                 fn=targets_fn)
+    real = in_training.reference(
+        config.data, test_ds, extractor,
+        split="test_targets" + (f"_{direction}" if direction else ""),
+        batch_size=batch_size, fn=targets_fn)
     fake = features.compute_statistics(
         outputs(), extractor, value_range=in_training.VALUE_RANGE,
         keep_features=True, name="translated test images")
     found = in_training.set_metrics(real, fake, notes)
     notes.append("FID/KID/precision/recall: outputs vs the targets of the "
                  "test split.")
-  if not per_image["ssim"]:
+  if not is_paired:
+    notes.append("L1/PSNR/SSIM skipped: the test targets are not paired "
+                 "with the inputs (config.data.paired_eval).")
+  elif not per_image["ssim"]:
     notes.append(f"SSIM skipped: images smaller than its {_SSIM_WINDOW} px "
                  "window.")
   for name, parts in per_image.items():
@@ -202,9 +215,9 @@ def evaluate_translation(task, state, config, test_ds, extractor,
       with np.errstate(invalid="ignore"):  # std of an inf PSNR is nan.
         found[name], found[f"{name}_std"] = paired.mean_std(
             np.concatenate(parts))
-  if math.isinf(found["psnr"]):
+  if math.isinf(found.get("psnr", 0.0)):
     notes.append("PSNR is inf: some outputs equal their targets exactly.")
-  result["num_images"] = int(sum(len(p) for p in per_image["l1"]))
+  result["num_images"] = len(test_ds.source)
   result["metrics"] = found
   return result
 
@@ -231,7 +244,8 @@ def evaluate_run(workdir: str, which: Optional[str] = None,
   config, task, state, step, which, test_ds = load_run(workdir, which)
   eval_cfg = config.get("eval") or {}
   resize_mode = resize_mode or eval_cfg.get("fid_resize", "bilinear-tf")
-  pairs = in_training.paired_functions(task)
+  directions = task.translations()
+  pairs = directions or None
   if pairs is None and not in_training.generates(task):
     raise EvaluationError(f"Task {config.task!r} neither generates nor "
                           "translates images; nothing to evaluate.")
@@ -244,8 +258,16 @@ def evaluate_run(workdir: str, which: Optional[str] = None,
     missing = (f"{str(e).splitlines()[0]} (python -m "
                "jaxgen.evaluation.weights --help says how to get them)")
   if pairs is not None:
-    report = evaluate_translation(task, state, config, test_ds, extractor,
-                                  batch_size)
+    report = {"kind": "translation", "metrics": {}, "notes": []}
+    for direction in directions:
+      part = evaluate_translation(task, state, config, test_ds, extractor,
+                                  batch_size, direction)
+      suffix = f"_{direction}" if direction else ""
+      report["metrics"].update(
+          {f"{k}{suffix}": v for k, v in part["metrics"].items()})
+      report["notes"] += [f"{direction}: {n}" if direction else n
+                          for n in part["notes"]]
+      report["num_images"] = part["num_images"]
     if missing:
       report["notes"].append(f"FID skipped: {missing}")
   else:
@@ -402,13 +424,18 @@ def format_report(report: Dict) -> str:
     lines.append(f"Inception: resize {report['resize_mode']} to 299 px, "
                  f"normalization {report['normalization']}")
   m = report["metrics"]
-  lines.append(f"  {'metric':<20} value")
-  for key, label, std_key, digits in _ROWS:
-    if key in m:
-      text = f"{m[key]:.{digits}f}"
-      if std_key in m:
-        text = f"{text} ± {m[std_key]:.{digits}f}"
-      lines.append(f"  {label:<20} {text}")
+  lines.append(f"  {'metric':<28} value")
+  suffixes = sorted({k.rsplit("_", 1)[1] for k in m
+                     if k.endswith(("_AtoB", "_BtoA"))}) or [""]
+  for suffix in suffixes:
+    tail = f"_{suffix}" if suffix else ""
+    for key, label, std_key, digits in _ROWS:
+      if key + tail in m:
+        text = f"{m[key + tail]:.{digits}f}"
+        if std_key and std_key + tail in m:
+          text = f"{text} ± {m[std_key + tail]:.{digits}f}"
+        name = f"{label} {suffix}" if suffix else label
+        lines.append(f"  {name:<28} {text}")
   lines += [f"Note: {n}" for n in report["notes"]]
   if report.get("out"):
     lines.append(f"Wrote {report['out']} ({report['seconds']:.1f} s)")

@@ -150,6 +150,18 @@ class Task(abc.ABC):
     """Ground truth [n, h, w, c] in [0, 1] for `translate_batch(batch)`."""
     raise NotImplementedError(f"{type(self).__name__} has no paired targets.")
 
+  def translations(self) -> Dict[str, Tuple[Any, Any]]:
+    """Every direction a translation task evaluates, by name.
+
+    Returns:
+      {direction: (translate_batch(state, batch, rng), targets(batch))},
+      images in [0, 1]; "" names the single direction of a one-way task.
+      Empty for tasks that do not translate.
+    """
+    if type(self).translate_batch is Task.translate_batch:
+      return {}
+    return {"": (self.translate_batch, self.paired_targets)}
+
   def grid_columns(self, name: str) -> int:
     """Columns of the sample grid named `name` (8 by default)."""
     del name
@@ -185,3 +197,26 @@ def check_example(task: "Task", example: Batch, fields: Dict[str, str]):
             f"is configured for {spec.shape[-1]} "
             f"({fields.get(key, 'config.data')}); set it to {got} or convert "
             "the data.")
+
+
+def to_channels(x, channels: int):
+  """[..., c] -> [..., channels]: luma (ITU-R 601) or repeated grey.
+
+  Args:
+    x: images with 1 or 3 (or more; the first 3 are used) channels.
+    channels: 1 or 3.
+
+  Returns:
+    `x` itself when it already has `channels`, else the converted images.
+  """
+  if x.shape[-1] == channels:
+    return x
+  if channels == 1:
+    w = jnp.asarray([0.299, 0.587, 0.114], x.dtype)
+    return jnp.sum(x[..., :3] * w, axis=-1, keepdims=True)
+  return jnp.repeat(x[..., :1], channels, axis=-1)
+
+
+def interleave(columns):
+  """[k x [n, ...]] -> [n * k, ...] so that each grid row is one example."""
+  return jnp.stack(columns, axis=1).reshape((-1,) + columns[0].shape[1:])

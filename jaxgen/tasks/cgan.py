@@ -49,7 +49,7 @@ CGANState = gan_base.GANState
 
 def to_rgb(x):
   """Repeats a single channel three times (grey sketches in colour grids)."""
-  return jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+  return base.to_channels(x, 3) if x.shape[-1] == 1 else x
 
 
 class CGANTask(base.Task):
@@ -243,7 +243,7 @@ class CGANTask(base.Task):
     sketch, real, label = self._inputs(batch)
     fake = self.translate(state, sketch, label, rng)
     rows = [to_rgb(sketch), to_rgb(fake), to_rgb(real)]
-    out = {"translation": _interleave(rows)}
+    out = {"translation": base.interleave(rows)}
     if self.num_classes:
       n = min(sketch.shape[0], 8)
       rows = [to_rgb(sketch[:n])]
@@ -251,7 +251,7 @@ class CGANTask(base.Task):
         rows.append(to_rgb(self.translate(
             state, sketch[:n], jnp.full((n,), c, jnp.int32), rng)))
       rows.append(to_rgb(real[:n]))
-      out["by_label"] = _interleave(rows)
+      out["by_label"] = base.interleave(rows)
     return {k: base.to_unit(v) for k, v in out.items()}
 
   def grid_columns(self, name):
@@ -259,7 +259,3 @@ class CGANTask(base.Task):
       return min(self.num_classes, 8) + 2
     return 3 if name == "translation" else 8
 
-
-def _interleave(columns):
-  """[k x [n, ...]] -> [n * k, ...] so that each grid row is one example."""
-  return jnp.stack(columns, axis=1).reshape((-1,) + columns[0].shape[1:])

@@ -71,18 +71,7 @@ class CycleGANState:
   pool_b: image_pool.ImagePool
 
 
-def to_channels(x, channels: int):
-  """[..., c] -> [..., channels]: luma (ITU-R 601) or repeated grey."""
-  if x.shape[-1] == channels:
-    return x
-  if channels == 1:
-    w = jnp.asarray([0.299, 0.587, 0.114], x.dtype)
-    return jnp.sum(x[..., :3] * w, axis=-1, keepdims=True)
-  return jnp.repeat(x[..., :1], channels, axis=-1)
-
-
-def _rgb(x):
-  return to_channels(x, 3)
+to_channels = base.to_channels
 
 
 class CycleGANTask(base.Task):
@@ -189,6 +178,14 @@ class CycleGANTask(base.Task):
     """The true photos of paired test data (see `data.paired_eval`)."""
     return base.to_unit(batch["a"])
 
+  def translations(self):
+    """Both directions: outputs and the real images of the target domain."""
+    def fns(direction, src, dst):
+      return (lambda state, batch, rng: base.to_unit(
+          self.translate(state, batch[src], direction)),
+              lambda batch: base.to_unit(batch[dst]))
+    return {"BtoA": fns("BtoA", "b", "a"), "AtoB": fns("AtoB", "a", "b")}
+
   # The step.
 
   def _g_loss(self, g_params, d_params, a, b):
@@ -283,14 +280,11 @@ class CycleGANTask(base.Task):
     fake_a = self.translate(state, b, "BtoA")
     rows = {"a_to_b": [a, fake_b, self.translate(state, fake_b, "BtoA")],
             "b_to_a": [b, fake_a, self.translate(state, fake_a, "AtoB")]}
-    return {name: base.to_unit(_interleave([_rgb(x) for x in cols]))
+    return {name: base.to_unit(base.interleave(
+        [to_channels(x, 3) for x in cols]))
             for name, cols in rows.items()}
 
   def grid_columns(self, name):
     del name
     return 3
 
-
-def _interleave(columns):
-  """[k x [n, ...]] -> [n * k, ...] so that each grid row is one example."""
-  return jnp.stack(columns, axis=1).reshape((-1,) + columns[0].shape[1:])
