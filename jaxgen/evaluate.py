@@ -38,8 +38,7 @@ import numpy as np
 from PIL import Image
 
 from jaxgen import backend
-from jaxgen import checkpoint as ckpt_lib
-from jaxgen import tasks as tasks_lib
+from jaxgen import run as run_lib
 from jaxgen.data import pipeline
 from jaxgen.evaluation import features
 from jaxgen.evaluation import in_training
@@ -65,14 +64,8 @@ class EvaluationError(Exception):
   """A problem with the inputs, reported without a traceback."""
 
 
-def _steps_in(folder: str) -> List[int]:
-  if not os.path.isdir(folder):
-    return []
-  return sorted(int(d) for d in os.listdir(folder) if d.isdigit())
-
-
 def load_run(workdir: str, which: Optional[str] = None):
-  """Restores a run from its workdir and the config stored with it.
+  """Restores a run (jaxgen.run.load) and builds its test split.
 
   Args:
     workdir: the run's workdir.
@@ -82,35 +75,12 @@ def load_run(workdir: str, which: Optional[str] = None):
     (config, task, state, step, which, test dataset).
 
   Raises:
-    FileNotFoundError: no such workdir or no checkpoint in it.
+    jaxgen.run.RunError: no such workdir, no checkpoint in it, or one that
+      does not fit its config.
   """
-  workdir = os.path.abspath(workdir)
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"No workdir at {workdir}.")
-  best = _steps_in(os.path.join(workdir, "best"))
-  latest = _steps_in(os.path.join(workdir, "checkpoints"))
-  which = which or ("best" if best else "latest")
-  if not (best if which == "best" else latest):
-    raise FileNotFoundError(
-        f"No {which} checkpoint in {workdir} (looked in "
-        f"{'best' if which == 'best' else 'checkpoints'}/; "
-        f"checkpoints: {latest or 'none'}, best: {best or 'none'}). Train "
-        f"first with python -m jaxgen.main --config=... --workdir={workdir}")
-  config = ckpt_lib.stored_config(workdir, which)
-  task = tasks_lib.get_task(config)
-  test_ds = pipeline.build(config.data, "test")
-  example = pipeline.first_batch(test_ds, 2)
-  example.pop("mask")
-  target = task.init_state(jax.random.key(config.seed), example)
-  ckpt = ckpt_lib.Checkpointer(
-      workdir, config.train.get("keep", 3),
-      config.train.get("best_metric", "") if which == "best" else "",
-      config.train.get("best_mode", "min"))
-  try:
-    state, _, meta = ckpt.restore(target, which)
-  finally:
-    ckpt.close()
-  return config, task, state, int(meta["step"]), which, test_ds
+  r = run_lib.load(workdir, which)
+  test_ds = pipeline.build(r.config.data, "test")
+  return r.config, r.task, r.state, r.step, r.which, test_ds
 
 
 def evaluate_generative(task, state, config, test_ds, extractor, num: int,
@@ -477,7 +447,7 @@ def main(argv=None) -> int:
     else:
       report = evaluate_run(args.workdir, args.which, args.num,
                             args.batch_size, args.out, args.resize)
-  except (FileNotFoundError, EvaluationError) as e:
+  except (FileNotFoundError, EvaluationError, run_lib.RunError) as e:
     print(f"Error: {e}", file=sys.stderr)
     return 1
   print(format_report(report))

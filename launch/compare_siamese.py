@@ -33,10 +33,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
-from jaxgen import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
 from jaxgen import losses  # pylint: disable=g-import-not-at-top
 from jaxgen import reporting  # pylint: disable=g-import-not-at-top
-from jaxgen import tasks  # pylint: disable=g-import-not-at-top
+from jaxgen import run  # pylint: disable=g-import-not-at-top
 from jaxgen.data import pipeline  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -49,21 +48,6 @@ flags.DEFINE_integer("step", None, "A specific step of --which (default: "
 flags.DEFINE_integer("seed", 0, "Seed of the generated z (same for all).")
 flags.DEFINE_bool("no_fid", False, "Skip Inception metrics.")
 flags.mark_flags_as_required(["workdirs", "out"])
-
-
-def load_run(workdir, which, step=None):
-  """(task, state, config, step) of a run's checkpoint."""
-  config = ckpt_lib.stored_config(workdir, which)
-  task = tasks.get_task(config)
-  test = pipeline.build(config.data, "test")
-  example = pipeline.first_batch(test, config.train.batch_size)
-  example.pop("mask")
-  target = task.init_state(jax.random.key(config.seed), example)
-  ckpt = ckpt_lib.Checkpointer(workdir, best_metric=config.train.best_metric,
-                               best_mode=config.train.best_mode)
-  state, _, meta = ckpt.restore(target, which, step)
-  ckpt.close()
-  return task, state, config, int(meta["step"])
 
 
 def generate(task, state, num, seed, chunk=250):
@@ -126,7 +110,8 @@ def main(argv):
   summary, fakes, real, data_name = {}, {}, None, None
   for workdir in FLAGS.workdirs:
     name = os.path.basename(os.path.normpath(workdir))
-    task, state, config, step = load_run(workdir, FLAGS.which, FLAGS.step)
+    r = run.load(workdir, FLAGS.which, FLAGS.step)
+    task, state, config, step = r.task, r.state, r.config, r.step
     if real is None:
       real, data_name = test_images(config)
     fake = generate(task, state, FLAGS.num, FLAGS.seed)

@@ -28,7 +28,7 @@ import optax
 from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import optim
-from jaxgen import tasks as tasks_lib
+from jaxgen import run
 from jaxgen.data import pipeline
 from jaxgen.models import classifier as classifier_model
 from jaxgen.tasks import base
@@ -97,20 +97,6 @@ class ClassifierTask(base.Task):
     return {"inputs": base.to_unit(batch[self.config.model.input])}
 
 
-def _restore(workdir: str, example):
-  """(task, config, restored state) of the run in `workdir`."""
-  del example
-  config = ckpt_lib.stored_config(workdir)
-  task = tasks_lib.get_task(config)
-  target = task.init_state(jax.random.key(0))
-  ckpt = ckpt_lib.Checkpointer(workdir)
-  try:
-    state, _, _ = ckpt.restore(target)
-  finally:
-    ckpt.close()
-  return task, config, state
-
-
 def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
                        batch_size: int = 32,
                        max_batches: int = -1) -> Dict[str, float]:
@@ -137,10 +123,9 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
     raise ValueError(f"The cGAN in {cgan_workdir} is not label-conditioned "
                      "(data.num_classes = 0); train configs/cgan.py:labels.")
   test_ds = pipeline.build(cgan_config.data, "test")
-  example = pipeline.first_batch(test_ds, 2)
-  example.pop("mask")
-  cgan, _, g_state = _restore(cgan_workdir, example)
-  clf, clf_config, c_state = _restore(classifier_workdir, example)
+  g_run, c_run = run.load(cgan_workdir), run.load(classifier_workdir)
+  cgan, g_state = g_run.task, g_run.state
+  clf, clf_config, c_state = c_run.task, c_run.config, c_run.state
   if int(clf_config.data.num_classes) != num_classes:
     raise ValueError(f"The classifier knows {clf_config.data.num_classes} "
                      f"classes, the cGAN {num_classes}.")
