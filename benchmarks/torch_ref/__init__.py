@@ -24,6 +24,7 @@ REFERENCES = {
     "classifier": "benchmarks.torch_ref.classifier:make",
     "cgan": "benchmarks.torch_ref.cgan:make",
     "siamese_gan": "benchmarks.torch_ref.siamese_gan:make",
+    "cyclegan": "benchmarks.torch_ref.cyclegan:make",
 }
 
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from benchmarks.torch_ref.gan import gan_d_loss as d_adv
 from benchmarks.torch_ref.gan import gan_g_loss as g_adv
-from benchmarks.torch_ref.common import Adam, device, to_nchw
+from benchmarks.torch_ref.common import Adam, autocast, autocast_dtype
+from benchmarks.torch_ref.common import device, to_nchw
 from jaxgen.models.unet import level_width, unet_depth
 
 
@@ -44,6 +45,18 @@ def center_crop(x, size):
 def bn(channels) -> nn.BatchNorm2d:
   """flax nn.BatchNorm(momentum=0.9) (eps 1e-5) in torch terms."""
   return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
+
+
+def norm_layer(kind, channels) -> nn.Module:
+  """layers.make_norm in torch terms: "batch", "instance" (InstanceNorm2d
+  defaults: no affine parameters, no running statistics) or "none"."""
+  if kind == "batch":
+    return bn(channels)
+  if kind == "instance":
+    return nn.InstanceNorm2d(channels, eps=1e-5, affine=False)
+  if kind == "none":
+    return nn.Identity()
+  raise ValueError(f"Unknown norm {kind!r}; valid: batch, instance, none.")
 
 
 @contextlib.contextmanager
@@ -172,38 +185,38 @@ class EncoderGenerator(nn.Module):
 
 
 class PatchGAN(nn.Module):
-  """patchgan.PatchGAN on concat(condition, image[, label channels])."""
+  """patchgan.PatchGAN on concat(condition, image[, label channels]), or on
+  the image alone when the condition is None (CycleGAN).
 
-  def __init__(self, in_ch, m, num_classes):
+  As jaxgen (and pix2pix's NLayerDiscriminator), convolutions followed by
+  BatchNorm have no bias; with "instance" or "none" every one has.
+  """
+
+  def __init__(self, in_ch, m, num_classes, norm="batch"):
     super().__init__()
     self.label = _label_layer(num_classes, m)
     c = in_ch + (m.label_dim if num_classes else 0)
+    bias = norm != "batch"
     layers = []
     for i in range(m.n_layers):
       w = level_width(m.d_width, m.max_width, i)
-      layers += [nn.Conv2d(c, w, 4, 2, 1, bias=i == 0)]
-      layers += [bn(w)] if i else []
+      layers += [nn.Conv2d(c, w, 4, 2, 1, bias=i == 0 or bias)]
+      layers += [norm_layer(norm, w)] if i else []
       layers += [nn.LeakyReLU(0.2)]
       c = w
     w = level_width(m.d_width, m.max_width, m.n_layers)
-    layers += [nn.Conv2d(c, w, 4, 1, 1, bias=False), bn(w), nn.LeakyReLU(0.2),
-               nn.Conv2d(w, 1, 4, 1, 1)]
+    layers += [nn.Conv2d(c, w, 4, 1, 1, bias=bias), norm_layer(norm, w),
+               nn.LeakyReLU(0.2), nn.Conv2d(w, 1, 4, 1, 1)]
     self.net = nn.Sequential(*layers)
 
   def forward(self, condition, image, label=None):
-    x = torch.cat([condition, image.to(condition.dtype)], 1)
+    if condition is None:
+      x = image
+    else:
+      x = torch.cat([condition, image.to(condition.dtype)], 1)
     if self.label is not None:
       x = self.label(x, label)
     return self.net(x)[:, 0].float()
-
-
-def _autocast_dtype(name, dev):
-  """cgan.resolve_dtype: "auto" is bfloat16 on accelerators, else float32."""
-  if name == "auto":
-    return torch.bfloat16 if dev.type != "cpu" else torch.float32
-  if name not in ("float32", "bfloat16"):
-    raise ValueError(f"Unknown model.dtype {name!r}.")
-  return getattr(torch, name)
 
 
 class CGANReference:
@@ -239,15 +252,14 @@ class CGANReference:
                       steps // max(1, self.gan.d_steps))
     self.d_opt = Adam(self.disc.parameters(), config.d_optim,
                       steps // max(1, self.gan.g_steps))
-    self.dtype = _autocast_dtype(m.get("dtype", "auto"), dev)
+    self.dtype = autocast_dtype(m.get("dtype", "auto"), dev)
     self.count = 0
 
   def parameters(self):
     return list(self.gen.parameters()) + list(self.disc.parameters())
 
   def _autocast(self):
-    return torch.autocast(self.dev.type, dtype=self.dtype,
-                          enabled=self.dtype != torch.float32)
+    return autocast(self.dev, self.dtype)
 
   def step(self) -> float:
     gan, kind = self.gan, self.gan.loss

@@ -1,4 +1,4 @@
-"""Helpers the PyTorch references share: device, batch layout, Adam."""
+"""Helpers the PyTorch references share: device, dtype, batch layout, Adam."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,21 @@ from jaxgen import optim
 def device() -> torch.device:
   """The GPU if torch sees one, else the CPU."""
   return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(name: str, dev: torch.device) -> torch.dtype:
+  """base.resolve_dtype: "auto" is bfloat16 on accelerators, else float32."""
+  if name == "auto":
+    return torch.bfloat16 if dev.type != "cpu" else torch.float32
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"Unknown model.dtype {name!r}.")
+  return getattr(torch, name)
+
+
+def autocast(dev: torch.device, dtype: torch.dtype):
+  """torch.autocast to `dtype` on `dev`; a no-op for float32."""
+  return torch.autocast(dev.type, dtype=dtype,
+                        enabled=dtype != torch.float32)
 
 
 def to_nchw(images: np.ndarray, dev: torch.device) -> torch.Tensor:
