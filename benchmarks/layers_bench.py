@@ -3,12 +3,14 @@
 Each case times one jitted forward+backward: value_and_grad w.r.t. input and
 kernel of sum(y * g), with g a fixed random cotangent (so neither framework
 can shortcut an all-ones gradient). PyTorch runs ConvTranspose2d(4, 2, 1) /
-Conv2d(4, 2, 1) forward + backward on the same data. All implementations of
-a case are timed interleaved, round-robin, and medians are reported, since
-the machine may be shared. torch uses as many threads as XLA sees cores.
+Conv2d(4, 2, 1) forward + backward on the same data; for the 3x3 cases (kinds
+up3/down3) ConvTranspose2d(3, 2, 1, output_padding=1) / Conv2d(3, 2, 1). All
+implementations of a case are timed interleaved, round-robin, and medians are
+reported, since the machine may be shared. torch uses as many threads as XLA
+sees cores.
 
 Usage:
-  python benchmarks/layers_bench.py [--cases up,down] [--reps 5]
+  python benchmarks/layers_bench.py [--cases up,down,up3,down3] [--reps 5]
       [--impls transpose,subpixel,matmul,conv,...] [--flag_sweep]
 
 Prints a table and one JSON line per case and implementation with the median
@@ -27,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-# (kind, batch, H(=W), Cin, Cout). Batch 8 throughout; the pix2pix rows are
-# the decoder/encoder layers of the 256 px U-Net (ngf=64).
+# (kind, batch, H(=W), Cin, Cout). 4x4 kinds (up, down) batch 8; the pix2pix
+# rows are the decoder/encoder layers of the 256 px U-Net (ngf=64).
 CASES = [
     ("up", 8, 8, 64, 128),
     ("up", 8, 32, 128, 64),
@@ -44,6 +46,17 @@ CASES = [
     ("down", 8, 32, 256, 512),
     ("down", 8, 16, 512, 512),
 ]
+# CycleGAN's ResNet generator (ngf=64, 3x3 kernels): its two down- and two
+# up-sampling layers as (kind, input size at 128 px, Cin, Cout), run at 128
+# and 256 px, batch 1.
+_RESNET_LAYERS = [
+    ("down3", 128, 64, 128),
+    ("down3", 64, 128, 256),
+    ("up3", 32, 256, 128),
+    ("up3", 64, 128, 64),
+]
+CASES += [(kind, 1, h * scale, cin, cout)
+          for kind, h, cin, cout in _RESNET_LAYERS for scale in (1, 2)]
 
 FLAG_SETS = [
     "",
@@ -53,6 +66,17 @@ FLAG_SETS = [
     "--xla_cpu_experimental_onednn_custom_call=true",
     "--xla_cpu_use_thunk_runtime=false",
 ]
+
+
+def _kernel_size(kind):
+  return 3 if kind.endswith("3") else 4
+
+
+def _out_size(kind, h):
+  """Output size: 2H up; (H + 2 - k) // 2 + 1 down (PyTorch, padding 1)."""
+  if kind.startswith("up"):
+    return 2 * h
+  return (h + 2 - _kernel_size(kind)) // 2 + 1
 
 
 def _time(fn):
@@ -69,11 +93,14 @@ def bench_case(kind, n, h, cin, cout, impls, reps, slow_ms):
   from jaxgen import backend
   from jaxgen.models import layers
 
-  fns = layers.UP_FNS if kind == "up" else layers.DOWN_FNS
-  ho = 2 * h if kind == "up" else h // 2
+  up, ks = kind.startswith("up"), _kernel_size(kind)
+  fns = layers.UP_FNS if up else layers.DOWN_FNS
+  if ks == 3:
+    fns = layers.UP3_FNS if up else layers.DOWN3_FNS
+  ho = _out_size(kind, h)
   rng = np.random.default_rng(0)
   x = rng.normal(size=(n, h, h, cin)).astype(np.float32)
-  k = (rng.normal(size=(4, 4, cin, cout)) * 0.05).astype(np.float32)
+  k = (rng.normal(size=(ks, ks, cin, cout)) * 0.05).astype(np.float32)
   g = rng.normal(size=(n, ho, ho, cout)).astype(np.float32)
   xj, kj, gj = jnp.asarray(x), jnp.asarray(k), jnp.asarray(g)
 
@@ -88,8 +115,11 @@ def bench_case(kind, n, h, cin, cout, impls, reps, slow_ms):
 
   xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
   gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy())
-  mod = (torch.nn.ConvTranspose2d if kind == "up" else torch.nn.Conv2d)(
-      cin, cout, 4, 2, 1, bias=False)
+  if up:
+    mod = torch.nn.ConvTranspose2d(cin, cout, ks, 2, 1, bias=False,
+                                   output_padding=4 - ks)
+  else:
+    mod = torch.nn.Conv2d(cin, cout, ks, 2, 1, bias=False)
 
   def torch_step():
     xt.grad = None
@@ -126,7 +156,7 @@ def run_cases(args):
     if kind not in kinds:
       continue
     med = bench_case(kind, n, h, cin, cout, impls, args.reps, args.slow_ms)
-    ho = 2 * h if kind == "up" else h // 2
+    ho = _out_size(kind, h)
     label = f"{kind} b{n} {cin}->{cout} {h}->{ho}"
     for impl, ms in med.items():
       if impl == "torch":
@@ -135,7 +165,8 @@ def run_cases(args):
       print(f"{label:34s} {impl:15s} {ms:9.1f} {med['torch']:9.1f} "
             f"{ratio:6.2f}")
       print("JSON " + json.dumps({
-          "kind": kind, "batch": n, "size": h, "cin": cin, "cout": cout,
+          "kind": kind, "kernel_size": _kernel_size(kind), "batch": n,
+          "size": h, "cin": cin, "cout": cout,
           "impl": impl, "jax_ms": round(ms, 2),
           "torch_ms": round(med["torch"], 2), "ratio": round(ratio, 3),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}), flush=True)
@@ -169,7 +200,8 @@ def flag_sweep(args):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--cases", default="up,down")
+  p.add_argument("--cases", default="up,down,up3,down3",
+                 help="kinds to run: up, down (4x4), up3, down3 (3x3)")
   p.add_argument(
       "--impls",
       default="transpose,subpixel,matmul,conv,space_to_depth")

@@ -4,6 +4,8 @@ The reference for `UpConv` is flax `nn.ConvTranspose((4, 4), strides=2,
 padding='SAME')`, for `DownConv` flax `nn.Conv((4, 4), strides=2,
 padding=((1, 1), (1, 1)))`. Outputs and gradients w.r.t. input, kernel and
 bias must agree to float32 round-off, and parameters must be interchangeable.
+With kernel_size=3 the references are `resample.upconv3_transpose` and
+`resample.downconv3_conv`, themselves checked against PyTorch.
 """
 
 import flax.linen as nn
@@ -46,16 +48,19 @@ def _module(kind, features, impl, **kw):
   return cls(features, impl=impl, **kw)
 
 
-def _impls(kind):
+def _impls(kind, kernel_size=4):
+  if kernel_size == 3:
+    return tuple(layers.UP3_FNS if kind == "up" else layers.DOWN3_FNS)
   return layers.UP_IMPLS if kind == "up" else layers.DOWN_IMPLS
 
 
-def _random_case(shape, seed=0):
+def _random_case(shape, seed=0, kernel_size=4):
   n, h, w, cin, cout = shape
+  k = kernel_size
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.normal(size=(n, h, w, cin)), jnp.float32)
   params = {
-      "kernel": jnp.asarray(rng.normal(size=(4, 4, cin, cout)), jnp.float32),
+      "kernel": jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32),
       "bias": jnp.asarray(rng.normal(size=(cout,)), jnp.float32),
   }
   return x, params
@@ -157,25 +162,30 @@ def test_no_bias(kind):
 @pytest.mark.skipif(torch is None, reason="torch is not installed; the "
                     "PyTorch equivalence check needs it")
 @pytest.mark.parametrize("kind", ["up", "down"])
-@pytest.mark.parametrize("shape", [(2, 5, 6, 3, 4), (3, 8, 8, 6, 12)])
-def test_matches_pytorch(kind, shape):
-  x, params = _random_case(shape, seed=3)
+@pytest.mark.parametrize("ks,shape", [(4, (2, 5, 6, 3, 4)),
+                                      (4, (3, 8, 8, 6, 12)),
+                                      (3, (2, 5, 6, 3, 12))])
+def test_matches_pytorch(kind, shape, ks):
+  x, params = _random_case(shape, seed=3, kernel_size=ks)
   _, _, _, cin, cout = shape
   k = np.asarray(params["kernel"])
   xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
   if kind == "up":
-    tm = torch.nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)
+    # 4x4: exactly 2x with padding 1; 3x3 needs output_padding=1 for that.
+    tm = torch.nn.ConvTranspose2d(cin, cout, ks, stride=2, padding=1,
+                                  output_padding=4 - ks)
     # PyTorch stores (Cin, Cout, kh, kw) and applies the kernel flipped.
     tw = k[::-1, ::-1].transpose(2, 3, 0, 1)
   else:
-    tm = torch.nn.Conv2d(cin, cout, 4, stride=2, padding=1)
+    tm = torch.nn.Conv2d(cin, cout, ks, stride=2, padding=1)
     tw = k.transpose(3, 2, 0, 1)
   with torch.no_grad():
     tm.weight.copy_(torch.from_numpy(np.ascontiguousarray(tw)))
     tm.bias.copy_(torch.from_numpy(np.array(params["bias"])))
     expected = tm(xt).numpy().transpose(0, 2, 3, 1)
-  for impl in _impls(kind):
-    y = _module(kind, cout, impl).apply({"params": params}, x)
+  for impl in _impls(kind, ks):
+    m = _module(kind, cout, impl, kernel_size=ks)
+    y = m.apply({"params": params}, x)
     _assert_close(y, expected, f"{impl} vs torch")
 
 
@@ -261,3 +271,153 @@ def test_mixed_second_order_reverse_mode(kind):
     return jax.grad(lambda x: jnp.sum(jax.grad(inner)(x) ** 2))(x)
 
   _assert_close(penalty("mixed"), penalty(ref), "mixed second order")
+
+
+# ---------------------------------------------------------------------------
+# 3x3 kernels (CycleGAN's ResNet generator layers).
+# ---------------------------------------------------------------------------
+
+# (batch, H, W, Cin, Cout): odd and even sizes, thin (Cout <= 8) and wide.
+# Of the up lowerings only 'subpixel' depends on the width (thin: one merged
+# conv), so only it runs on the wide shape.
+SHAPES3 = [(2, 5, 6, 3, 4), (1, 6, 7, 6, 12)]
+_WIDE_UP3 = ("reference", "subpixel")
+_REF3 = {"up": resample.upconv3_transpose, "down": resample.downconv3_conv}
+_LARGE = "mixed, large-layer forms"
+
+# The 3x3 tests compile every lowering into one small program per case;
+# without LLVM's optimizations that takes a third of the time. XLA's HLO
+# passes, which decide how each lowering runs, are unaffected.
+_QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def _force_large_forms3(monkeypatch):
+  monkeypatch.setattr(resample, "_MATMUL3_MAX_VALUES", 0)
+  monkeypatch.setattr(resample, "_S2D3_MIN_PIXELS", 1)
+
+
+def test_3x3_mixed_branches_exercised(monkeypatch):
+  # The 3x3 test shapes take mixed's small-layer forms, _LARGE the others.
+  # Both ops choose with `_upconv3_forms` (down for its transposed problem,
+  # on the smaller output gradient).
+  shapes = SHAPES3 + [(2, 5, 6, 4, 12), (2, 5, 6, 6, 10)]
+  forms = lambda: {resample._upconv3_forms(s[:4], s[4]) for s in shapes}
+  assert forms() == {(resample.upconv_matmul,
+                      resample._upconv_kernel_grad_taps)}
+  _force_large_forms3(monkeypatch)
+  assert forms() == {(resample._subpixel_phases,
+                      resample._upconv3_kernel_grad_s2d)}
+
+
+def _lowerings3(kind, monkeypatch):
+  """{name: fn} for every 3x3 lowering of `kind`, the reference first.
+
+  _LARGE is 'mixed' with its size thresholds forced so that tiny shapes take
+  the branches meant for large layers (the thresholds are read at trace
+  time, so it must be traced inside `monkeypatch`'s context, as here).
+  """
+  fns = {"reference": _REF3[kind]}
+  fns.update((impl, layers.resolve_fn(kind, impl, kernel_size=3))
+             for impl in _impls(kind, 3))
+
+  def mixed_large(x, kernel):
+    with monkeypatch.context() as m:
+      _force_large_forms3(m)
+      return fns["mixed"](x, kernel)
+
+  fns[_LARGE] = mixed_large
+  return fns
+
+
+def _values_and_grads3(jobs):
+  """Runs {key: (fn, (x, kernel, proj))} as one compiled program.
+
+  Returns:
+    {key: (y, d/dx, d/dkernel of sum(y * proj))}, y = fn(x, kernel).
+  """
+  fns = {key: fn for key, (fn, _) in jobs.items()}
+
+  def run_all(cases):
+    return {key: (fns[key](x, k),) + jax.vjp(fns[key], x, k)[1](proj)
+            for key, (x, k, proj) in cases.items()}
+
+  cases = {key: case for key, (_, case) in jobs.items()}
+  return jax.jit(run_all, compiler_options=_QUICK_COMPILE)(cases)
+
+
+def _case3(kind, shape, dtype=jnp.float32):
+  """(x, kernel, proj), proj a random cotangent so every element matters."""
+  x, params = _random_case(shape, kernel_size=3)
+  y = jax.eval_shape(_REF3[kind], x, params["kernel"])
+  proj = np.random.default_rng(1).normal(size=y.shape)
+  return tuple(jnp.asarray(a, dtype) for a in (x, params["kernel"], proj))
+
+
+@pytest.mark.parametrize("kind", ["up", "down"])
+def test_3x3_lowerings_match_reference(kind, monkeypatch):
+  fns = _lowerings3(kind, monkeypatch)
+  assert len(fns) == len(_impls(kind, 3)) + 2
+  wide = SHAPES3[1]
+  jobs = {(name, shape): (fn, _case3(kind, shape))
+          for shape in SHAPES3 for name, fn in fns.items()
+          if kind == "down" or shape != wide or name in _WIDE_UP3}
+  results = _values_and_grads3(jobs)
+  for name, shape in jobs:
+    expected = results[("reference", shape)]
+    n, h, w, _, cout = shape
+    assert expected[0].shape == (
+        (n, 2 * h, 2 * w, cout) if kind == "up" else
+        (n, (h - 1) // 2 + 1, (w - 1) // 2 + 1, cout))
+    for a, e, what in zip(results[(name, shape)], expected,
+                          ("output", "d/dx", "d/dkernel")):
+      _assert_close(a, e, f"{name} {shape} {what}")
+
+
+@pytest.mark.parametrize("kind", ["up", "down"])
+def test_3x3_bfloat16(kind, monkeypatch):
+  shape = (2, 5, 6, 4, 12)
+  fns = _lowerings3(kind, monkeypatch)
+  case = _case3(kind, shape, jnp.bfloat16)
+  jobs = {name: (fn, case) for name, fn in fns.items()}
+  jobs["reference"] = (fns["reference"], _case3(kind, shape))  # float32.
+  results = _values_and_grads3(jobs)
+  expected = results.pop("reference")
+  for name, actual in results.items():
+    for a, e, what in zip(actual, expected, ("output", "d/dx", "d/dkernel")):
+      assert a.dtype == jnp.bfloat16, f"{name} {what}"
+      scale = float(jnp.abs(e).max())
+      err = float(jnp.abs(a.astype(jnp.float32) - e).max())
+      assert err < 3e-2 * scale, f"{name} {what}: {err:.2e} vs {scale:.2e}"
+
+
+@pytest.mark.parametrize("kind", ["up", "down"])
+def test_3x3_mixed_second_order_reverse_mode(kind, monkeypatch):
+  # A gradient penalty (WGAN-GP) differentiates the input gradient, w.r.t.
+  # the parameters too; through both of mixed's branch sets.
+  fns = _lowerings3(kind, monkeypatch)
+  fns = {name: fns[name] for name in ("reference", "mixed", _LARGE)}
+  x, kernel, _ = _case3(kind, (2, 5, 6, 6, 10))
+
+  def penalty(fn):
+    inner = lambda x, k: jnp.sum(jnp.tanh(fn(x, k)))
+    outer = lambda x, k: jnp.sum(jax.grad(inner)(x, k) ** 2)
+    return jax.grad(outer, (0, 1))
+
+  results = jax.jit(lambda x, k: {n: penalty(f)(x, k) for n, f in fns.items()},
+                    compiler_options=_QUICK_COMPILE)(x, kernel)
+  expected = results.pop("reference")
+  for name, actual in results.items():
+    for a, e, what in zip(actual, expected, ("d/dx", "d/dkernel")):
+      _assert_close(a, e, f"{name} second order {what}")
+
+
+def test_3x3_impl_resolution():
+  assert tuple(layers.UP3_FNS) == layers.UP_IMPLS
+  assert tuple(layers.DOWN3_FNS) == layers.DOWN_IMPLS
+  for kind, ref in (("up", "transpose"), ("down", "conv")):
+    table = layers.UP3_FNS if kind == "up" else layers.DOWN3_FNS
+    assert layers.resolve_fn(kind, None, 3, backend="cpu") is table["mixed"]
+    for backend in ("gpu", "tpu", "unknown"):
+      assert layers.resolve_fn(kind, "auto", 3, backend=backend) is table[ref]
+    with pytest.raises(ValueError, match="valid"):
+      layers.resolve_fn(kind, "nope", 3)

@@ -3,9 +3,11 @@
 `UpConv` is a stride-2 transposed convolution (PyTorch ConvTranspose2d with
 kernel 4, stride 2, padding 1: output is exactly 2x the input). `DownConv` is
 the matching stride-2 convolution (PyTorch Conv2d with kernel 4, stride 2,
-padding 1). Models use them instead of `nn.ConvTranspose` / `nn.Conv` so that
-the implementation can be switched in one place without changing what the
-model computes or its parameters.
+padding 1). With kernel_size=3 (CycleGAN's ResNet generator) they are
+PyTorch ConvTranspose2d(3, 2, 1, output_padding=1) (also exactly 2x) and
+Conv2d(3, 2, 1). Models use them instead of `nn.ConvTranspose` / `nn.Conv`
+so that the implementation can be switched in one place without changing
+what the model computes or its parameters.
 
 Implementations (same params, same math, only the lowering differs):
 
@@ -23,6 +25,16 @@ Implementations (same params, same math, only the lowering differs):
            'matmul'        : space-to-depth, one GEMM, shifted adds.
            'taps'          : 16 GEMMs, one per kernel tap.
            'mixed'         : per-pass choice, as for UpConv (`downconv_mixed`).
+  3x3 kernels (`UP3_FNS`, `DOWN3_FNS`), same names and meanings: 'subpixel'
+  runs a 1x1, a 1x2, a 2x1 and a 2x2 conv (thin layers: one 2x2 conv with
+  4*Cout outputs), 'matmul' / 'taps' use 9 taps, DownConv's 'space_to_depth'
+  and 'matmul' the 4x4 forms with a zero last kernel row and column (16/9 of
+  the multiply-adds). The two ops are each other's transpose, so 'mixed'
+  (`upconv3_mixed`, `downconv3_mixed`) takes each pass from the fastest form
+  of either: UpConv forward 'matmul' (small layers) or per-phase convs, input
+  gradient the strided conv; DownConv forward the strided conv, input
+  gradient UpConv's forward; both kernel gradients one GEMM per tap, or (from
+  128x128 input pixels of the transposed conv) the space-to-depth conv's.
 
 Why: XLA:CPU runs convs with lhs or window dilation (the conv transpose
 forward and kernel gradient, the strided conv's input gradient) in a slow
@@ -39,6 +51,16 @@ Measured on the shared 2-core AVX-512 dev CPU, jax 0.10.2 vs torch 2.13
   down 3->64 @256:   conv 2.15, mixed (space-to-depth) 2.44
   down 64->128 @128: conv 0.77, mixed 1.10
   down 512->512 @4 (fwd+bwd ms): conv 124, taps 26, mixed 12-26.
+3x3, batch 1 (CycleGAN's generator at 128 and 256 px, ngf=64), median of 3
+runs on the machine shared at load 10-15 (runs differed by up to ~25%):
+  down 64->128 @128:  conv 1.46, space_to_depth 1.66, mixed 2.97
+  down 64->128 @256:  conv 0.98, space_to_depth 1.15, mixed 1.58
+  down 128->256 @64:  conv 2.02, taps 2.15, mixed 2.86
+  down 128->256 @128: conv 0.93, taps 0.86, mixed 1.41
+  up 256->128 @32:    transpose 0.19, subpixel 2.40, taps 2.72, mixed 3.73
+  up 256->128 @64:    transpose 0.06, subpixel 1.22, mixed 1.52
+  up 128->64 @64:     transpose 0.17, subpixel 1.80, mixed 2.88
+  up 128->64 @128:    transpose 0.05, subpixel 0.89, mixed 1.23 (0.98-1.27)
 The tables below pick 'mixed' on CPU; GPU/TPU keep the native ops. 'mixed'
 is a custom VJP: reverse mode to any order works (gradient penalties), but
 forward mode (`jax.jvp`, `jax.jacfwd`) does not; pass impl='subpixel'/'conv'
@@ -129,13 +151,21 @@ DOWN_FNS = {
 # per-backend defaults; the names mean the same as for 4x4.
 UP3_FNS = {
     "transpose": resample.upconv3_transpose,
+    "subpixel": resample.upconv_subpixel,
+    "matmul": resample.upconv_matmul,
+    "taps": resample.upconv_taps,
+    "mixed": resample.upconv3_mixed,
 }
 DOWN3_FNS = {
     "conv": resample.downconv3_conv,
+    "space_to_depth": resample.downconv_space_to_depth,
+    "matmul": resample.downconv_matmul,
+    "taps": resample.downconv_taps,
+    "mixed": resample.downconv3_mixed,
 }
 _DEFAULTS3 = {
-    "up": {},
-    "down": {},
+    "up": {"cpu": "mixed", "gpu": "transpose", "tpu": "transpose"},
+    "down": {"cpu": "mixed", "gpu": "conv", "tpu": "conv"},
 }
 KERNEL_SIZES = (3, 4)
 
