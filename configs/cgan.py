@@ -88,6 +88,9 @@ def get_config(arg=None):
                              decay_start=0.5, **plateau)
   c.d_optim = configlib.adam(lr=5e-5, b1=0.5, b2=0.999, schedule="linear",
                              decay_start=0.5, **plateau)
+  # FID/KID of the generated photos against the test photos, off unless
+  # fid_every > 0; best_metric="eval/fid" then keeps the best model by FID.
+  c.eval = configlib.fid_defaults()
   c.train = configlib.train_defaults(
       batch_size=8, num_steps=100_000, log_every=100, eval_every=0,
       sample_every=0, checkpoint_every=0, num_samples=8,

@@ -81,6 +81,10 @@ def get_config(arg=None):
               n_epochs_decay=c.get_ref("n_epochs_decay"))
   c.g_optim = configlib.adam(**adam)
   c.d_optim = configlib.adam(**adam)
+  # FID/KID per direction (eval/fid_BtoA: generated vs test photos;
+  # eval/fid_AtoB: sketches), off unless fid_every > 0; best_metric=
+  # "eval/fid_BtoA" then keeps the best model by FID.
+  c.eval = configlib.fid_defaults()
   c.train = configlib.train_defaults(
       batch_size=1, num_steps=0, log_every=100, eval_every=0, sample_every=0,
       checkpoint_every=0, num_samples=4, eval_batches=-1,

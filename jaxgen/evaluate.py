@@ -3,14 +3,17 @@ r"""Evaluates a trained run, or compares two image folders.
 A run, from its workdir alone (the config is stored with each checkpoint):
 
   python -m jaxgen.evaluate --workdir=runs/gan [--which=best|latest] \
-      [--num=10000] [--batch_size=64] [--out=PATH]
+      [--step=N] [--num=10000] [--batch_size=64] [--out=PATH]
+
+(or `jaxgen-evaluate` once installed)
 
   * generative tasks (gan, siamese_gan, vae): FID, KID, precision/recall
     (and IS when the Inception weights have a classifier) of `--num`
     generated images against the test split, whose statistics are cached
     (see `in_training.reference`);
-  * translation tasks (cgan): L1, PSNR and SSIM (mean ± std over the test
-    images, [0, 1] scale) and FID/KID of the outputs against the targets.
+  * translation tasks (cgan; cyclegan per direction, "_AtoB"/"_BtoA"): L1,
+    PSNR and SSIM (mean ± std over the test images, [0, 1] scale) and
+    FID/KID of the outputs against the targets.
 
 JSON goes to WORKDIR/eval_<which>_<step>.json by default; a table naming
 the Inception resize mode to stdout. Two folders (recursive; png/jpg of any
@@ -23,7 +26,6 @@ progress line every ~10 s). Weights are never downloaded (see
 `jaxgen.evaluation.weights`).
 """
 
-import argparse
 import json
 import logging as logging_std
 import math
@@ -32,12 +34,13 @@ import sys
 import time
 from typing import Dict, Iterator, List, Optional
 
+from absl import flags
 from absl import logging
-import jax
 import numpy as np
 from PIL import Image
 
 from jaxgen import backend
+from jaxgen import cli
 from jaxgen import run as run_lib
 from jaxgen.data import pipeline
 from jaxgen.evaluation import features
@@ -46,6 +49,7 @@ from jaxgen.evaluation import inception
 from jaxgen.evaluation import paired
 from jaxgen.evaluation import resize as resize_lib
 from jaxgen.evaluation import statistics
+from jaxgen.tasks import base
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEFAULT_NUM = 10_000
@@ -60,16 +64,18 @@ class _DropChatter(logging_std.Filter):
             f"{os.sep}orbax{os.sep}" not in record.pathname)
 
 
-class EvaluationError(Exception):
+class EvaluationError(cli.UserError):
   """A problem with the inputs, reported without a traceback."""
 
 
-def load_run(workdir: str, which: Optional[str] = None):
+def load_run(workdir: str, which: Optional[str] = None,
+             step: Optional[int] = None):
   """Restores a run (jaxgen.run.load) and builds its test split.
 
   Args:
     workdir: the run's workdir.
     which: "best" or "latest"; None picks best when the run has one.
+    step: a specific step of `which` (default: the newest).
 
   Returns:
     (config, task, state, step, which, test dataset).
@@ -78,7 +84,7 @@ def load_run(workdir: str, which: Optional[str] = None):
     jaxgen.run.RunError: no such workdir, no checkpoint in it, or one that
       does not fit its config.
   """
-  r = run_lib.load(workdir, which)
+  r = run_lib.load(workdir, which, step)
   test_ds = pipeline.build(r.config.data, "test")
   return r.config, r.task, r.state, r.step, r.which, test_ds
 
@@ -145,10 +151,8 @@ def evaluate_translation(task, state, config, test_ds, extractor,
   notes = []
 
   def outputs() -> Iterator[np.ndarray]:
-    for i, batch in enumerate(pipeline.eval_batches(test_ds, batch_size)):
-      mask = np.asarray(batch.pop("mask")) > 0
-      out = np.asarray(translate(state, batch, jax.random.fold_in(rng, i)))
-      out, target = out[mask], np.asarray(targets_fn(batch))[mask]
+    for out, target in in_training.translated_images(
+        translate, state, test_ds, rng, batch_size, targets_fn):
       if not is_paired:
         yield out
         continue
@@ -195,7 +199,8 @@ def evaluate_translation(task, state, config, test_ds, extractor,
 def evaluate_run(workdir: str, which: Optional[str] = None,
                  num: Optional[int] = None, batch_size: int = 64,
                  out: Optional[str] = None,
-                 resize_mode: Optional[str] = None) -> Dict:
+                 resize_mode: Optional[str] = None,
+                 step: Optional[int] = None) -> Dict:
   """Evaluates a trained run (see the module docstring) and writes JSON.
 
   Args:
@@ -206,17 +211,18 @@ def evaluate_run(workdir: str, which: Optional[str] = None,
     out: JSON path (default WORKDIR/eval_<which>_<step>.json).
     resize_mode: Inception resize (default `config.eval.fid_resize`, else
       'bilinear-tf').
+    step: a specific step of `which` (default: the newest).
 
   Returns:
     The report dict (also written to `out`; "out" holds the path).
   """
   start = time.time()
-  config, task, state, step, which, test_ds = load_run(workdir, which)
+  config, task, state, step, which, test_ds = load_run(workdir, which, step)
   eval_cfg = config.get("eval") or {}
   resize_mode = resize_mode or eval_cfg.get("fid_resize", "bilinear-tf")
   directions = task.translations()
   pairs = directions or None
-  if pairs is None and not in_training.generates(task):
+  if pairs is None and not base.generates(task):
     raise EvaluationError(f"Task {config.task!r} neither generates nor "
                           "translates images; nothing to evaluate.")
   extractor, missing = None, None
@@ -412,46 +418,43 @@ def format_report(report: Dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-  """Command line (see the module docstring); returns the exit status."""
-  parser = argparse.ArgumentParser(
-      prog="python -m jaxgen.evaluate",
-      description=__doc__.split("\n\n")[0],
-      epilog=__doc__.split("\n\n", 1)[1],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workdir", help="run to evaluate")
-  parser.add_argument("--which", choices=("best", "latest"), default=None,
-                      help="checkpoint (default: best when there is one)")
-  parser.add_argument("--num", type=int, default=None,
-                      help="generated images (default config.eval.fid_num "
-                      f"or {DEFAULT_NUM})")
-  parser.add_argument("--real", help="folder of reference images")
-  parser.add_argument("--fake", help="folder of images to score")
-  parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--resize", choices=resize_lib.RESIZE_MODES,
-                      default=None, help="Inception resize mode (default "
-                      "config.eval.fid_resize or bilinear-tf)")
-  parser.add_argument("--out", default=None, help="JSON output path")
-  args = parser.parse_args(argv)
-  folders = args.real is not None or args.fake is not None
-  if folders == (args.workdir is not None):
-    parser.error("give either --workdir, or both --real and --fake.")
-  if folders and (args.real is None or args.fake is None):
-    parser.error("--real and --fake go together.")
-  logging.set_verbosity(logging.INFO)  # Progress lines of long runs.
+def _define(fv: flags.FlagValues, argv: List[str]):
+  del argv
+  cli.define_run_flags(fv, "Run to evaluate.")
+  flags.DEFINE_integer("num", None, "Generated images (default "
+                       f"config.eval.fid_num or {DEFAULT_NUM}).",
+                       flag_values=fv)
+  flags.DEFINE_string("real", None, "Folder of reference images.",
+                      flag_values=fv)
+  flags.DEFINE_string("fake", None, "Folder of images to score.",
+                      flag_values=fv)
+  flags.DEFINE_integer("batch_size", 64, "Generation, translation and "
+                       "Inception batch size.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_enum("resize", None, list(resize_lib.RESIZE_MODES),
+                    "Inception resize mode (default config.eval.fid_resize "
+                    "or bilinear-tf).", flag_values=fv)
+  flags.DEFINE_string("out", None, "JSON output path.", flag_values=fv)
+
+
+def _evaluate(fv: flags.FlagValues):
+  folders = fv.real is not None or fv.fake is not None
+  if folders == (fv.workdir is not None):
+    raise cli.UsageError("give either --workdir, or both --real and --fake.")
+  if folders and (fv.real is None or fv.fake is None):
+    raise cli.UsageError("--real and --fake go together.")
   logging_std.getLogger("absl").addFilter(_DropChatter())
-  try:
-    if folders:
-      report = evaluate_folders(args.real, args.fake, args.batch_size,
-                                args.out, args.resize or "bilinear-tf")
-    else:
-      report = evaluate_run(args.workdir, args.which, args.num,
-                            args.batch_size, args.out, args.resize)
-  except (FileNotFoundError, EvaluationError, run_lib.RunError) as e:
-    print(f"Error: {e}", file=sys.stderr)
-    return 1
+  if folders:
+    report = evaluate_folders(fv.real, fv.fake, fv.batch_size, fv.out,
+                              fv.resize or "bilinear-tf")
+  else:
+    report = evaluate_run(fv.workdir, fv.which, fv.num, fv.batch_size,
+                          fv.out, fv.resize, fv.step)
   print(format_report(report))
-  return 0
+
+
+def main(argv=None) -> int:
+  """The command line (see the module docstring); returns the exit status."""
+  return cli.run(_evaluate, _define, argv, __doc__)
 
 
 if __name__ == "__main__":

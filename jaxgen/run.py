@@ -4,18 +4,20 @@
   r = run.load("runs/cgan")                      # best if kept, else latest
   photos = r.translate(sketches)                 # [n, h, w, c] in [-1, 1]
   faces = run.load("runs/gan").generate(jax.random.key(0), 16)  # in [0, 1]
+  mean, logvar = run.load("runs/vae").encode(images)  # and .decode(z)
 
 The config stored with the checkpoint is the only input: the task builds
 its modules from it, the target state is `jax.eval_shape(task.init_state)`
 (no initialiser runs, no data folder is read), and orbax restores the
 arrays into it. A workdir whose checkpoint does not fit the stored config's
 model (another task's run, an edited architecture) is one `RunError` naming
-what differs.
+what differs; `check_resumable` tells the train loop the same before it
+resumes a workdir with a new config.
 """
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import ml_collections
@@ -23,12 +25,14 @@ import ml_collections
 from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import tasks as tasks_lib
+from jaxgen.tasks import base as tasks_base
 
 WHICH = ("best", "latest")
 
 
 class RunError(ValueError):
-  """A workdir that cannot be loaded, with a message a user can act on."""
+  """A workdir that cannot be loaded, or a request its run cannot serve
+  (a translation direction, a label), with a message a user can act on."""
 
 
 def _steps_in(folder: str) -> List[int]:
@@ -60,13 +64,61 @@ class Run:
 
   @property
   def directions(self) -> List[str]:
-    """Translation directions the task offers ("" for one-way tasks)."""
+    """Translation directions the task offers ("" for one-way tasks).
+
+    The first is the default (CycleGAN: "BtoA", sketch -> photo).
+    """
     return list(self.task.translations())
+
+  @property
+  def generates(self) -> bool:
+    """Whether the task draws new images (`generate`)."""
+    return tasks_base.generates(self.task)
+
+  def direction(self, direction: Optional[str] = None) -> str:
+    """`direction` checked against the task's, or the default one.
+
+    Args:
+      direction: "AtoB", "BtoA", or None/"" for the default.
+
+    Returns:
+      A key of `directions`.
+
+    Raises:
+      RunError: the task does not translate, or not in that direction.
+    """
+    found = self.directions
+    if not found:
+      raise RunError(f"The {self.config.task!r} run in {self.workdir} does "
+                     "not translate images.")
+    if not direction:
+      return found[0]
+    if direction not in found:
+      offered = ("only one way (leave the direction out)" if found == [""]
+                 else f"only {', '.join(found)}")
+      raise RunError(f"The {self.config.task!r} run translates {offered}, "
+                     f"not {direction!r}.")
+    return direction
+
+  def input_shape(self, direction: Optional[str] = None) -> Tuple[int, ...]:
+    """(height, width, channels) of the model's inputs in `direction`."""
+    return tuple(self.task.input_shape(self.direction(direction)))
 
   def generate(self, rng: jax.Array, num: int) -> jax.Array:
     """`num` new images in [0, 1] (generative tasks)."""
+    self._require("generate")
     return self._jit("generate", self.task.generate, static_argnums=2)(
         self.state, rng, num)
+
+  def encode(self, images: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """Posterior (mean, logvar) of images in [0, 1] (the VAE)."""
+    self._require("encode")
+    return self._jit("encode", self.task.encode)(self.state, images)
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    """Images in [0, 1] of latent points z (the VAE)."""
+    self._require("decode")
+    return self._jit("decode", self.task.decode)(self.state, z)
 
   def translate(self, images: jax.Array, direction: str = "",
                 **kwargs) -> jax.Array:
@@ -87,6 +139,13 @@ class Run:
                            self.state, images)
     return self._jit("translate", self.task.translate)(self.state, images,
                                                         **kwargs)
+
+  def _require(self, method: str):
+    ok = (self.generates if method == "generate" else
+          callable(getattr(self.task, method, None)))
+    if not ok:
+      raise RunError(f"The {self.config.task!r} run in {self.workdir} has no "
+                     f"{method}().")
 
   def _jit(self, name, fn, **kwargs):
     cache = self.__dict__.setdefault("_jitted", {})
@@ -127,8 +186,8 @@ def load(workdir: str, which: Optional[str] = None,
   which = which or ("best" if steps["best"] else "latest")
   found = steps[which]
   if not found or (step is not None and step not in found):
-    want = f"step {step} in the {which} checkpoints" if step else (
-        f"a {which} checkpoint")
+    want = (f"step {step} in the {which} checkpoints" if step is not None else
+            f"{which} checkpoint")
     raise RunError(
         f"No {want} in {workdir} (checkpoints: {steps['latest'] or 'none'}, "
         f"best: {steps['best'] or 'none'}). Train first with python -m "
@@ -168,11 +227,85 @@ def abstract_state(task, seed: int = 0):
       shapes)
 
 
-def mismatch_message(workdir: str, config, error: Exception) -> str:
-  """One paragraph saying that a checkpoint does not fit its config."""
+def mismatch_message(workdir: str, config, error: Exception,
+                     whose: str = "its stored config") -> str:
+  """One paragraph saying that a checkpoint does not fit a config.
+
+  Args:
+    workdir: the run's workdir.
+    config: the config whose model the checkpoint was restored into.
+    error: what orbax raised (its first line is quoted).
+    whose: how to name `config` in the message.
+
+  Returns:
+    The message.
+  """
   first = str(error).strip().splitlines()[0][:300] if str(error) else ""
-  return (f"The checkpoint in {workdir} does not fit the model of its stored "
-          f"config (task {config.get('task')!r}, model "
+  return (f"The checkpoint in {workdir} does not fit the model of {whose} "
+          f"(task {config.get('task')!r}, model "
           f"{dict(config.get('model', {}))}): it was written by another task "
           "or a changed architecture. Use a new workdir for a new model. "
           f"(orbax: {first})")
+
+
+def _flat(tree, prefix: str) -> Dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def model_differences(stored, config) -> List[str]:
+  """How `config` differs from `stored` in its task or model fields.
+
+  Fields only one side has are left out (code may add a field with a default
+  that keeps old runs as they were); a restore that then does not fit still
+  fails, with `mismatch_message`.
+
+  Args:
+    stored: a run's stored config.
+    config: a new config.
+
+  Returns:
+    Lines "field: stored -> new", empty when they agree.
+  """
+  old, new = ckpt_lib.config_to_json(stored), ckpt_lib.config_to_json(config)
+  if old.get("task") != new.get("task"):
+    return [f"task: {old.get('task')!r} -> {new.get('task')!r}"]
+  a = _flat(old.get("model", {}), "model.")
+  b = _flat(new.get("model", {}), "model.")
+  return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a.keys() & b.keys())
+          if a[k] != b[k]]
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict):
+  """Fails early when a workdir holds a run of another model.
+
+  The train loop resumes from a workdir's latest checkpoint; restoring one of
+  another task or architecture would fail inside orbax with pages of array
+  shapes, so this compares the stored config with the new one first.
+
+  Args:
+    workdir: the run's workdir (may not exist yet).
+    config: the config about to be trained.
+
+  Raises:
+    RunError: naming the stored task and config and what differs.
+  """
+  workdir = os.path.abspath(workdir)
+  if not checkpoint_steps(workdir)["latest"]:
+    return
+  stored = ckpt_lib.stored_config(workdir, "latest")
+  diffs = model_differences(stored, config)
+  if diffs:
+    shown = "; ".join(diffs[:6]) + (
+        f" (and {len(diffs) - 6} more)" if len(diffs) > 6 else "")
+    raise RunError(
+        f"{workdir} holds a {stored.get('task')!r} run on "
+        f"{stored.data.get('name')!r} (stored config: "
+        f"{os.path.join(workdir, 'config.json')}) whose model differs from "
+        f"the new config: {shown}. Use a new --workdir for a new model, or "
+        "the stored config to resume that run.")

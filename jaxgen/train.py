@@ -25,6 +25,7 @@ from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import parallel
 from jaxgen import reporting
+from jaxgen import run as run_lib
 from jaxgen import tasks as tasks_lib
 from jaxgen.tasks import base as task_base
 from jaxgen.data import pipeline
@@ -173,6 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     A RunResult with the final state, metrics and output paths.
   """
   workdir = os.path.abspath(workdir)
+  # Before any data or model work: a workdir of another model is one error.
+  run_lib.check_resumable(workdir, config)
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   mesh = parallel.make_mesh()
@@ -207,7 +210,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       train_ds, tc.batch_size, config.seed, tc.data_threads, tc.prefetch)
   start = 0
   if ckpt.latest_step() is not None:
-    state, data_state, meta = ckpt.restore(state)
+    try:
+      state, data_state, meta = ckpt.restore(state)
+    except (ValueError, KeyError, TypeError) as e:
+      # A change check_resumable cannot see (e.g. the data's resolution).
+      ckpt.close()
+      raise run_lib.RunError(run_lib.mismatch_message(
+          workdir, config, e, "the new config")) from e
     train_iter.set_state(data_state)
     start = int(meta["step"])
     logging.info("Resumed from the checkpoint at step %d in %s.", start,

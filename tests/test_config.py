@@ -35,7 +35,8 @@ def test_parse_arg_unknown_option_lists_valid():
 def test_every_config_variant_builds(path, variant):
   config = load(path).get_config(variant)
   assert config.task in tasks.known_tasks()
-  assert config.train.num_steps > 0
+  # A length in steps, or in epochs (turned into steps by the loop).
+  assert config.train.num_steps > 0 or config.train.num_epochs > 0
   assert config.train.batch_size > 0
   # Everything the loop reads is present.
   for key in ("log_every", "eval_every", "sample_every", "checkpoint_every",

@@ -182,8 +182,8 @@ def test_error_messages(tmp_path, monkeypatch, capsys):
   empty.mkdir()
   assert evaluate.main([f"--real={empty}", f"--fake={empty}"]) == 1
   assert "No images" in capsys.readouterr().err
-  with pytest.raises(SystemExit):
-    evaluate.main(["--workdir", str(tmp_path), f"--real={empty}"])
+  assert evaluate.main(["--workdir", str(tmp_path), f"--real={empty}"]) == 2
+  assert "either --workdir" in capsys.readouterr().err
 
   full = str(tmp_path / "full")
   _write_images(full, 0, num=2)
@@ -264,6 +264,47 @@ def test_translation_metrics_protocol_and_cgan():
   assert report["num_images"] == len(test_ds.source)
   m = report["metrics"]
   assert 0 < m["l1"] < 1 and np.isfinite(m["psnr"]) and -1 < m["ssim"] < 1
+
+
+def test_in_training_fid_of_translations_picks_best_and_matches_cli(
+    tmp_path):
+  """pix2pix keeps its best checkpoint by the FID of its outputs."""
+  config = configlib.load_config_file(os.path.join(ROOT,
+                                                   "configs/cgan.py:tiny"))
+  config.train.update(num_steps=2, eval_every=2, sample_every=2,
+                      checkpoint_every=2, log_every=2, best_metric="eval/fid")
+  config.eval.update(fid_every=1, fid_batch_size=4, kid_subsets=2)
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  rows = _history(workdir)
+  fid = {r["step"]: r["eval/fid"] for r in rows if "eval/fid" in r}
+  assert sorted(fid) == [1, 2] and all(v >= 0 for v in fid.values())
+  assert all("eval/kid" in r and "eval/l1" in r for r in rows
+             if "eval/fid" in r)
+  step = min(fid, key=fid.get)
+  assert os.listdir(os.path.join(workdir, "best")) == [str(step)]
+  # Same test inputs, noise and batches: the eval CLI's FID.
+  report = evaluate.evaluate_run(workdir, batch_size=4)
+  assert report["step"] == step
+  assert report["metrics"]["fid"] == pytest.approx(fid[step], rel=1e-5)
+
+
+def test_cyclegan_fid_per_direction():
+  config = configlib.load_config_file(os.path.join(
+      ROOT, "configs/cyclegan.py:tiny"))
+  config.eval.update(fid_every=1, fid_batch_size=2, kid_subsets=2)
+  task = tasks_lib.get_task(config)
+  test_ds = pipeline.build(config.data, "test")
+  fid = in_training.from_config(config, task, test_ds)
+  out = fid(task.init_state(jax.random.key(0)))
+  assert set(out) == set(in_training.metric_names(task)) == {
+      "eval/fid_BtoA", "eval/kid_BtoA", "eval/fid_AtoB", "eval/kid_AtoB"}
+  assert all(np.isfinite(v) and v >= 0 for k, v in out.items()
+             if "fid" in k)
+  assert out["eval/fid_AtoB"] != out["eval/fid_BtoA"]
+  config.train.best_metric = "eval/fid"
+  with pytest.raises(ValueError, match="eval/fid_BtoA"):
+    in_training.from_config(config, task, test_ds)
 
 
 @pytest.mark.skipif(

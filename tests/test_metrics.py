@@ -1,5 +1,6 @@
 """Known-value tests of the evaluation metrics (no Inception weights needed)."""
 
+import jax
 import numpy as np
 import pytest
 import scipy.linalg
@@ -249,6 +250,34 @@ class TestPairedMetrics:
     ref = [_ssim_numpy(a[i], b[i]) for i in range(2)]
     np.testing.assert_allclose(got, ref, atol=2e-5)
     assert 0.2 < got.min() and got.max() < 0.95
+
+  def test_dm_pix_ssim_and_psnr_match_numpy_reference(self):
+    # Small random images, both the jittable and the host functions.
+    rng = np.random.default_rng(4)
+    a = rng.uniform(size=(3, 13, 17, 2))
+    b = np.clip(a + rng.normal(scale=0.15, size=a.shape), 0, 1)
+    ref_ssim = [_ssim_numpy(a[i], b[i]) for i in range(3)]
+    ref_psnr = -10 * np.log10(((a - b) ** 2).mean(axis=(1, 2, 3)))
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    got = jax.jit(paired.batch_metrics)(a32, b32)
+    np.testing.assert_allclose(got["ssim"], ref_ssim, atol=2e-5)
+    np.testing.assert_allclose(got["psnr"], ref_psnr, rtol=1e-5)
+    np.testing.assert_allclose(paired.ssim(a32, b32), ref_ssim, atol=2e-5)
+    np.testing.assert_allclose(paired.psnr(a32, b32), ref_psnr, rtol=1e-5)
+    # Constant images: the variance terms cancel, so SSIM is the luminance
+    # term alone, (2xy + C1) / (x^2 + y^2 + C1) (up to float32 rounding of
+    # the zero variances against C2 = 9e-4).
+    x = np.full((1, 12, 12, 1), 0.2, np.float32)
+    y = np.full_like(x, 0.6)
+    c1 = 0.01 ** 2
+    want = (2 * 0.2 * 0.6 + c1) / (0.2 ** 2 + 0.6 ** 2 + c1)
+    np.testing.assert_allclose(paired.ssim(x, y), [want], atol=2e-4)
+    np.testing.assert_allclose(jax.jit(paired.batch_metrics)(x, y)["ssim"],
+                               [want], atol=2e-4)
+    # Identical images: PSNR inf on the host, capped in the jitted version.
+    assert np.isinf(paired.psnr(x, x)).all()
+    np.testing.assert_allclose(paired.batch_metrics(x, x)["psnr"],
+                               paired.PSNR_CAP)
 
   def test_paired_metrics_summary(self):
     rng = np.random.default_rng(3)

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,21 +15,12 @@ from jaxgen import configlib
 from jaxgen import tasks
 from jaxgen import train
 from jaxgen.tasks import vae as vae_task
+from tests import clis
 from tests import tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3]
                  for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
-
-
-def _env(devices=1):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  # Reuse compiled programs across the test processes.
-  env["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
-  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-  return env
 
 
 def _config(name, **train_overrides):
@@ -45,11 +35,8 @@ def test_main_end_to_end(name, tmp_path):
   """`python -m jaxgen.main` on each config's tiny variant leaves every
   promised output in the workdir."""
   workdir = tmp_path / "run"
-  proc = subprocess.run(
-      [sys.executable, "-m", "jaxgen.main",
-       f"--config={ROOT}/configs/{name}.py:tiny", f"--workdir={workdir}",
-       "--config.train.num_steps=4"],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+  proc = clis.run("jaxgen.main", f"--config={ROOT}/configs/{name}.py:tiny",
+                  f"--workdir={workdir}", "--config.train.num_steps=4")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Done: 4 steps" in proc.stderr
   assert os.path.isdir(workdir / "checkpoints" / "4")
@@ -66,11 +53,9 @@ def test_main_end_to_end(name, tmp_path):
 
 
 def test_main_unknown_override_is_one_clear_error(tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "jaxgen.main",
-       f"--config={ROOT}/configs/vae.py:tiny", f"--workdir={tmp_path}",
-       "--config.optim.lrr=1"],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  proc = clis.run("jaxgen.main", f"--config={ROOT}/configs/vae.py:tiny",
+                  f"--workdir={tmp_path}", "--config.optim.lrr=1",
+                  timeout=300)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
   assert "Unknown config field 'optim.lrr'" in last
@@ -110,7 +95,7 @@ def test_four_devices_match_one(name, tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tests", "tiny_run.py"),
          f"{ROOT}/configs/{name}.py:tiny", str(tmp_path / f"w{devices}"),
-         str(npz)], cwd=ROOT, env=_env(devices), capture_output=True,
+         str(npz)], cwd=ROOT, env=clis.env(devices), capture_output=True,
         text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out[devices] = dict(np.load(npz))

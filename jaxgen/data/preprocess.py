@@ -40,6 +40,29 @@ def load_grayscale(path: str) -> np.ndarray:
     FileNotFoundError: If `path` does not exist.
     ImageReadError: If the file is empty, not an image, truncated or corrupt.
   """
+  return load_image(path, channels=1)[..., 0]
+
+
+def load_image(path: str, channels: int = 3) -> np.ndarray:
+  """Loads an image file with 1 (luma) or 3 (RGB) channels.
+
+  Any mode is converted as `load_grayscale` does: 16-bit images scaled by
+  their full range, transparent pixels composited on white, greyscale
+  repeated to RGB.
+
+  Args:
+    path: Path of any image file PIL can decode.
+    channels: 1 or 3.
+
+  Returns:
+    float32 array [H, W, channels] with values in [0, 1].
+
+  Raises:
+    FileNotFoundError: If `path` does not exist.
+    ImageReadError: If the file is empty, not an image, truncated or corrupt.
+  """
+  if channels not in (1, 3):
+    raise ValueError(f'channels must be 1 or 3, got {channels}')
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f'Image file not found: {path}')
@@ -53,7 +76,8 @@ def load_grayscale(path: str) -> np.ndarray:
     with Image.open(path) as im:
       im.load()
       fmt = im.format
-      gray = _to_gray_array(im)
+      out = (_to_gray_array(im)[..., None] if channels == 1 else
+             _to_rgb_array(im))
   except (OSError, SyntaxError, ValueError, EOFError, TypeError,
           Image.DecompressionBombError) as e:
     reason = str(e) or type(e).__name__
@@ -69,7 +93,11 @@ def load_grayscale(path: str) -> np.ndarray:
       if b'\xff\xd9' not in f.read():
         raise ImageReadError(f'Cannot read image {path}: image file is '
                              'truncated (no JPEG end marker)')
-  return gray
+  return out
+
+
+def _is_grey(im: Image.Image) -> bool:
+  return im.mode.startswith('I') or im.mode in ('F', '1', 'L')
 
 
 def _to_gray_array(im: Image.Image) -> np.ndarray:
@@ -82,14 +110,24 @@ def _to_gray_array(im: Image.Image) -> np.ndarray:
     return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
   if mode in ('1', 'L'):
     return np.asarray(im.convert('L'), dtype=np.float32) / 255.0
-  if mode.endswith(('A', 'a')) or 'transparency' in im.info:
+  gray = _rgb_on_white(im) @ np.array([0.299, 0.587, 0.114], np.float32)
+  return np.clip(gray, 0.0, 1.0).astype(np.float32)
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+  """Converts a loaded PIL image to float32 RGB [H, W, 3] in [0, 1]."""
+  if _is_grey(im):
+    return np.repeat(_to_gray_array(im)[..., None], 3, axis=-1)
+  return _rgb_on_white(im)
+
+
+def _rgb_on_white(im: Image.Image) -> np.ndarray:
+  """RGB of a colour (or grey-with-alpha) image, transparency on white."""
+  if im.mode.endswith(('A', 'a')) or 'transparency' in im.info:
     rgba = np.asarray(im.convert('RGBA'), dtype=np.float32) / 255.0
     alpha = rgba[..., 3:4]
-    rgb = rgba[..., :3] * alpha + (1.0 - alpha)
-  else:
-    rgb = np.asarray(im.convert('RGB'), dtype=np.float32) / 255.0
-  gray = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-  return np.clip(gray, 0.0, 1.0).astype(np.float32)
+    return rgba[..., :3] * alpha + (1.0 - alpha)
+  return np.asarray(im.convert('RGB'), dtype=np.float32) / 255.0
 
 
 def otsu_threshold(gray: np.ndarray, bins: int = 256) -> float:

@@ -1,19 +1,27 @@
-"""FID/KID of generated images during training, and the shared plumbing.
+"""FID/KID during training, and the plumbing the eval CLI shares.
 
 The train loop builds a `FIDEvaluator` with `from_config` when the config
 has an `eval` group with `fid_every > 0` (see `configlib.fid_defaults`);
-every `fid_every` steps (and at the last step) it generates `fid_num`
-images with `task.generate` in fixed-size jitted chunks and compares their
-Inception statistics with the cached statistics of the dataset's test split.
-The results go through the loop's eval-metrics path as `eval/fid` and
-`eval/kid`, so `config.train.best_metric = "eval/fid"` keeps the best
-generator by FID.
+every `fid_every` steps (and at the last step) it compares Inception
+statistics with the cached statistics of the dataset's test split:
+
+  * generative tasks (`task.generate`): `fid_num` images generated in
+    fixed-size jitted chunks against the test images: `eval/fid`,
+    `eval/kid`;
+  * translation tasks (`task.translations()`): per direction, the outputs
+    for every test input against the test targets (e.g. generated photos
+    against the real ones): `eval/fid` and `eval/kid` for a one-way task
+    (pix2pix), `eval/fid_AtoB`, `eval/fid_BtoA` (and KID alike) for
+    CycleGAN.
+
+The results go through the loop's eval-metrics path, so e.g.
+`config.train.best_metric = "eval/fid"` (or "eval/fid_BtoA") keeps the best
+model by FID.
 
 The same functions serve `python -m jaxgen.evaluate`: `get_extractor`
 (the one place the Inception network is obtained, so tests can substitute a
 small stand-in), `dataset_key`, `real_images`, `generated_images`,
-`reference`, `paired_functions` (the translation protocol) and
-`set_metrics`.
+`translated_images`, `reference` and `set_metrics`.
 """
 
 import hashlib
@@ -35,8 +43,9 @@ from jaxgen.evaluation import statistics
 from jaxgen.evaluation import weights as weights_lib
 from jaxgen.tasks import base
 
-# Metrics that only exist when FID runs; a best checkpoint by one of them
-# needs the weights from the start.
+# Metrics that only exist when FID runs (and their per-direction
+# "_AtoB"/"_BtoA" forms); a best checkpoint by one of them needs the weights
+# from the start.
 FID_METRICS = ("eval/fid", "eval/kid")
 VALUE_RANGE = (0.0, 1.0)  # Images of generate() and of the datasets.
 NO_CLASSIFIER_NOTE = (
@@ -62,10 +71,17 @@ def get_extractor(resize_mode: str = "bilinear-tf", batch_size: int = 64
   return features.default_extractor(None, resize_mode, batch_size)
 
 
-def generates(task) -> bool:
-  """Whether the task overrides `Task.generate`."""
-  # Looked up on the class: the base method raises NotImplementedError.
-  return type(task).generate is not base.Task.generate
+def is_fid_metric(name: str) -> bool:
+  """Whether `name` is one of FID_METRICS, possibly with a direction."""
+  return any(name == m or name.startswith(m + "_") for m in FID_METRICS)
+
+
+def metric_names(task) -> List[str]:
+  """The metrics a FIDEvaluator of `task` reports."""
+  if base.generates(task):
+    return list(FID_METRICS)
+  return [f"{m}_{d}" if d else m for d in task.translations()
+          for m in FID_METRICS]
 
 
 def dataset_key(data_cfg: ml_collections.ConfigDict) -> str:
@@ -169,19 +185,30 @@ def reference(data_cfg: ml_collections.ConfigDict, dataset: pipeline.Dataset,
       keep_features=True)
 
 
-def paired_functions(task) -> Optional[Tuple[Callable, Callable]]:
-  """The translation protocol of a task (see `base.Task.translate_batch`).
+def translated_images(translate: Callable, state, dataset: pipeline.Dataset,
+                      rng: jax.Array, batch_size: int,
+                      targets: Optional[Callable] = None
+                      ) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+  """A translation's outputs for every example of a split, in order.
 
   Args:
-    task: a task.
+    translate: jitted (state, batch, rng) -> images in [0, 1] (one of
+      `task.translations()`).
+    state: the task state.
+    dataset: the split.
+    rng: base key; batch i uses fold_in(rng, i).
+    batch_size: examples per call.
+    targets: optional batch -> target images in [0, 1].
 
-  Returns:
-    (translate_batch(state, batch, rng), paired_targets(batch)), both
-    giving images in [0, 1], or None when the task does not translate.
+  Yields:
+    (outputs, targets or None) as numpy, the padding of the last batch
+    dropped.
   """
-  if type(task).translate_batch is not base.Task.translate_batch:
-    return task.translate_batch, task.paired_targets
-  return None
+  for i, batch in enumerate(pipeline.eval_batches(dataset, batch_size)):
+    mask = np.asarray(batch.pop("mask")) > 0
+    out = np.asarray(translate(state, batch, jax.random.fold_in(rng, i)))
+    yield out[mask], (None if targets is None else
+                      np.asarray(targets(batch))[mask])
 
 
 def set_metrics(real: statistics.InceptionStatistics,
@@ -214,7 +241,7 @@ def set_metrics(real: statistics.InceptionStatistics,
 
 
 class FIDEvaluator:
-  """FID/KID of `task.generate` samples against the test split.
+  """FID/KID of a task's images against the test split (module docstring).
 
   Each call uses the same noise, so values at different steps differ only by
   the model.
@@ -228,46 +255,74 @@ class FIDEvaluator:
     self.test_ds = test_ds
     self.extractor = extractor
     self.rng = noise_key(config.seed)
-    self._generate = backend.jit(task.generate, static_argnums=2)
-    self._reference = None
+    if base.generates(task):
+      self._generate = backend.jit(task.generate, static_argnums=2)
+      self._directions = {}
+    else:
+      self._generate = None
+      self._directions = {d: (backend.jit(fn), targets)
+                          for d, (fn, targets) in task.translations().items()}
+    self._reference = {}
 
   def due(self, step: int, last_step: int) -> bool:
     """Whether FID runs at `step` (every `fid_every` and at the end)."""
     every = self.cfg.fid_every
     return every > 0 and (step % every == 0 or step == last_step)
 
-  def reference(self) -> statistics.InceptionStatistics:
-    """Test-split statistics, computed (or read from the cache) once."""
-    if self._reference is None:
-      self._reference = reference(
-          self.data_cfg, self.test_ds, self.extractor,
-          batch_size=self.cfg.fid_batch_size,
-          num_images=self.cfg.fid_ref_num)
-    return self._reference
+  def reference(self, direction: Optional[str] = None
+                ) -> statistics.InceptionStatistics:
+    """Statistics of the test images (or of a direction's targets), computed
+    (or read from the cache) once."""
+    if direction not in self._reference:
+      kwargs = dict(batch_size=self.cfg.fid_batch_size)
+      if direction is None:
+        kwargs["num_images"] = self.cfg.fid_ref_num
+      else:
+        # The split names of `python -m jaxgen.evaluate`: one cache entry.
+        kwargs.update(split="test_targets" + (f"_{direction}" if direction
+                                              else ""),
+                      fn=self._directions[direction][1])
+      self._reference[direction] = reference(
+          self.data_cfg, self.test_ds, self.extractor, **kwargs)
+    return self._reference[direction]
 
-  def __call__(self, state) -> Dict[str, float]:
-    """{"eval/fid", "eval/kid"} of `fid_num` images generated from `state`."""
-    real = self.reference()
+  def _metrics(self, real, images, num, what: str,
+               suffix: str = "") -> Dict[str, float]:
     start = time.time()
     kid_subsets = self.cfg.kid_subsets
     use_kid = kid_subsets > 0
     fake = features.compute_statistics(
-        generated_images(self._generate, state, self.rng, self.cfg.fid_num,
-                         self.cfg.fid_batch_size),
-        self.extractor, value_range=VALUE_RANGE,
-        num_images=self.cfg.fid_num, keep_features=use_kid,
-        keep_logits=False, name="generated images")
-    out = {"eval/fid": metrics.frechet_distance(real.mu, real.sigma, fake.mu,
-                                                fake.sigma)}
+        images, self.extractor, value_range=VALUE_RANGE, num_images=num,
+        keep_features=use_kid, keep_logits=False, name=what)
+    out = {f"eval/fid{suffix}": metrics.frechet_distance(
+        real.mu, real.sigma, fake.mu, fake.sigma)}
     if use_kid:
       # Fewer subsets than the CLI's 100: each is three 1000x2048x1000
       # float64 matrix products on the host, and a curve needs no more.
-      out["eval/kid"], _ = metrics.kernel_inception_distance(
+      out[f"eval/kid{suffix}"], _ = metrics.kernel_inception_distance(
           real.features, fake.features, num_subsets=kid_subsets)
-    logging.info("FID of %d generated vs %d test images (%s resize): %.3f "
-                 "(%.1f s)", fake.num_images, real.num_images,
-                 self.extractor.resize_mode, out["eval/fid"],
+    logging.info("FID of %d %s vs %d test images (%s resize): %.3f (%.1f s)",
+                 fake.num_images, what, real.num_images,
+                 self.extractor.resize_mode, out[f"eval/fid{suffix}"],
                  time.time() - start)
+    return out
+
+  def __call__(self, state) -> Dict[str, float]:
+    """{"eval/fid", "eval/kid"} (per direction for translations)."""
+    if self._generate is not None:
+      return self._metrics(
+          self.reference(),
+          generated_images(self._generate, state, self.rng, self.cfg.fid_num,
+                           self.cfg.fid_batch_size),
+          self.cfg.fid_num, "generated images")
+    out = {}
+    for direction, (translate, _) in self._directions.items():
+      outputs = (o for o, _ in translated_images(
+          translate, state, self.test_ds, self.rng, self.cfg.fid_batch_size))
+      out.update(self._metrics(
+          self.reference(direction), outputs, None,
+          f"translated {direction or 'test'} images",
+          f"_{direction}" if direction else ""))
     return out
 
 
@@ -282,21 +337,22 @@ def from_config(config: ml_collections.ConfigDict, task,
 
   Args:
     config: the experiment config.
-    task: the task (must implement `generate` when FID is on).
+    task: the task (it must generate or translate when FID is on).
     test_ds: the test split.
 
   Returns:
     A `FIDEvaluator` or None.
 
   Raises:
-    ValueError: `train.best_metric` is an FID metric but FID is off, or FID
-      is on for a task that does not generate.
+    ValueError: `train.best_metric` is an FID metric but FID is off or the
+      task does not report it, or FID is on for a task that neither
+      generates nor translates.
     weights.WeightsNotFoundError: no weights while `best_metric` needs them.
   """
   eval_cfg = config.get("eval")
   every = int(eval_cfg.get("fid_every", 0)) if eval_cfg else 0
   best = config.train.get("best_metric", "")
-  if best in FID_METRICS and every <= 0:
+  if is_fid_metric(best) and every <= 0:
     raise ValueError(
         f"config.train.best_metric is {best!r} but FID is off "
         "(config.eval.fid_every <= 0 or no config.eval group); set e.g. "
@@ -304,17 +360,22 @@ def from_config(config: ml_collections.ConfigDict, task,
         "another best_metric.")
   if every <= 0:
     return None
-  if not generates(task):
+  if not (base.generates(task) or task.translations()):
     raise ValueError(f"config.eval.fid_every={every} but task "
-                     f"{config.task!r} does not generate images; set it to "
-                     "0 (paired metrics come from its eval step).")
+                     f"{config.task!r} neither generates nor translates "
+                     "images; set it to 0.")
+  names = metric_names(task)
+  if is_fid_metric(best) and best not in names:
+    raise ValueError(f"config.train.best_metric={best!r} is not reported for "
+                     f"task {config.task!r}; its FID metrics are "
+                     f"{', '.join(names)}.")
   try:
     defaults = configlib.fid_defaults()
     extractor = get_extractor(
         eval_cfg.get("fid_resize", defaults.fid_resize),
         eval_cfg.get("fid_batch_size", defaults.fid_batch_size))
   except weights_lib.WeightsNotFoundError as e:
-    if best in FID_METRICS:
+    if is_fid_metric(best):
       raise weights_lib.WeightsNotFoundError(
           f"config.train.best_metric={best!r} needs the Inception weights, "
           f"which are missing.\n{e}") from e

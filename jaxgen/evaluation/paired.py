@@ -7,14 +7,16 @@ of one) and are first mapped to [0, 1] with `value_range`, so all numbers are
 on the [0, 1] scale whatever the data range: L1 is the mean absolute error,
 PSNR uses a peak of 1, SSIM uses data range 1.
 
-SSIM follows Wang et al. (2004) as implemented by dm-pix and by
+SSIM and PSNR are dm-pix's. SSIM follows Wang et al. (2004), as does
 skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False): an 11x11 Gaussian window with sigma 1.5, K1 =
 0.01, K2 = 0.03, 'valid' filtering (no padding), per channel, and the map is
-averaged over pixels and channels.
+averaged over pixels and channels (tests/test_metrics.py checks both against
+a numpy implementation).
 
-PSNR of identical images is +inf (MSE 0); no cap is applied, so a batch mean
-is +inf too if any pair is identical.
+PSNR of identical images is +inf (MSE 0) in the host functions; no cap is
+applied, so a batch mean is +inf too if any pair is identical. The jittable
+`batch_metrics` caps it at `PSNR_CAP`.
 """
 
 import functools
@@ -22,12 +24,10 @@ from typing import Dict, Tuple
 
 import dm_pix
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
 ValueRange = Tuple[float, float]
-
 
 def _to_unit(x, value_range: ValueRange) -> jax.Array:
   x = jnp.asarray(x, jnp.float32)
@@ -73,55 +73,25 @@ def psnr(a, b, value_range: ValueRange = (0.0, 1.0)) -> np.ndarray:
   """
   a, b = _to_unit(a, value_range), _to_unit(b, value_range)
   _check_pair(a, b)
-  mse = np.asarray(jnp.mean(jnp.square(a - b), axis=(1, 2, 3)), np.float64)
-  with np.errstate(divide="ignore"):
-    return -10.0 * np.log10(mse)
-
-
-def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
-  x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-  k = np.exp(-0.5 * (x / sigma) ** 2)
-  return k / k.sum()
+  return np.asarray(dm_pix.psnr(a, b), np.float64)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
-def _ssim_map_mean(a, b, filter_size, filter_sigma, k1, k2):
-  c = a.shape[-1]
-  k = jnp.asarray(_gaussian_kernel(filter_size, filter_sigma), jnp.float32)
-  # Depthwise (per channel) separable filtering, VALID like dm-pix.
-  kh = jnp.tile(k.reshape(filter_size, 1, 1, 1), (1, 1, 1, c))
-  kw = jnp.tile(k.reshape(1, filter_size, 1, 1), (1, 1, 1, c))
-
-  def filt(x):
-    dn = ("NHWC", "HWIO", "NHWC")
-    hi = lax.Precision.HIGHEST
-    x = lax.conv_general_dilated(x, kh, (1, 1), "VALID", dimension_numbers=dn,
-                                 feature_group_count=c, precision=hi)
-    return lax.conv_general_dilated(x, kw, (1, 1), "VALID",
-                                    dimension_numbers=dn,
-                                    feature_group_count=c, precision=hi)
-
-  mu_a, mu_b = filt(a), filt(b)
-  var_a = jnp.maximum(filt(a * a) - mu_a * mu_a, 0.0)
-  var_b = jnp.maximum(filt(b * b) - mu_b * mu_b, 0.0)
-  cov = filt(a * b) - mu_a * mu_b
-  # Rounding can push |cov| above sqrt(var_a var_b); clip as dm-pix does.
-  cov = jnp.sign(cov) * jnp.minimum(jnp.sqrt(var_a * var_b), jnp.abs(cov))
-  c1, c2 = k1 ** 2, k2 ** 2  # Data range is 1 after `_to_unit`.
-  num = (2.0 * mu_a * mu_b + c1) * (2.0 * cov + c2)
-  den = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
-  return jnp.mean(num / den, axis=(1, 2, 3))
+def _ssim(a, b, filter_size, filter_sigma, k1, k2):
+  return dm_pix.ssim(a, b, max_val=1.0, filter_size=filter_size,
+                     filter_sigma=filter_sigma, k1=k1, k2=k2)
 
 
 SSIM_WINDOW = 11
+PSNR_CAP = 100.0  # dB, for identical images inside jitted steps.
 
 
 def batch_metrics(a: jax.Array, b: jax.Array) -> dict:
   """Per-image L1, PSNR and SSIM of two [0, 1] batches, jittable.
 
-  For use inside jitted eval steps (the numpy functions above are for
-  whole sets on the host). PSNR is capped at 100 dB for identical images so
-  that averages stay finite; SSIM is dm-pix's (Gaussian 11x11, sigma 1.5,
+  For use inside jitted eval steps (the numpy functions are for whole sets
+  on the host). PSNR is capped at `PSNR_CAP` dB for identical images so that
+  averages stay finite; SSIM is dm-pix's (Gaussian 11x11, sigma 1.5,
   VALID) and omitted for images smaller than its window.
 
   Args:
@@ -133,9 +103,8 @@ def batch_metrics(a: jax.Array, b: jax.Array) -> dict:
   """
   _check_pair(a, b)
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  mse = jnp.mean(jnp.square(a - b), axis=(1, 2, 3))
   out = {"l1": jnp.mean(jnp.abs(a - b), axis=(1, 2, 3)),
-         "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
+         "psnr": jnp.minimum(dm_pix.psnr(a, b), PSNR_CAP)}
   if min(a.shape[1:3]) >= SSIM_WINDOW:
     out["ssim"] = dm_pix.ssim(a, b, max_val=1.0, filter_size=SSIM_WINDOW)
   return out
@@ -163,8 +132,8 @@ def ssim(a, b, value_range: ValueRange = (0.0, 1.0), filter_size: int = 11,
   if min(a.shape[1:3]) < filter_size:
     raise ValueError(f"Images smaller than the {filter_size}px SSIM window.")
   return np.asarray(
-      _ssim_map_mean(a, b, filter_size, float(filter_sigma), float(k1),
-                     float(k2)), np.float64)
+      _ssim(a, b, filter_size, float(filter_sigma), float(k1), float(k2)),
+      np.float64)
 
 
 def mean_std(values) -> Tuple[float, float]:

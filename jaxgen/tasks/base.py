@@ -162,10 +162,27 @@ class Task(abc.ABC):
       return {}
     return {"": (self.translate_batch, self.paired_targets)}
 
+  def input_shape(self, direction: str = "") -> Tuple[int, int, int]:
+    """(height, width, channels) of the images `translate` takes.
+
+    Args:
+      direction: one of `translations()`.
+
+    Returns:
+      The shape of one input image (the model's resolution and channels).
+    """
+    raise NotImplementedError(f"{type(self).__name__} does not translate.")
+
   def grid_columns(self, name: str) -> int:
     """Columns of the sample grid named `name` (8 by default)."""
     del name
     return 8
+
+
+def generates(task: Task) -> bool:
+  """Whether the task implements `generate` (new images from noise)."""
+  # Looked up on the class: the base method raises NotImplementedError.
+  return type(task).generate is not Task.generate
 
 
 def to_signed(x):

@@ -167,6 +167,10 @@ class CGANTask(base.Task):
     """The real photos in [0, 1] that `translate_batch` should match."""
     return base.to_unit(batch["photo"])
 
+  def input_shape(self, direction=""):
+    del direction  # One way: sketch -> photo.
+    return self.example_batch(1)["sketch"].shape[1:]
+
   # The step.
 
   def train_step(self, state, batch, rng):

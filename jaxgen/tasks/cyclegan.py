@@ -186,6 +186,10 @@ class CycleGANTask(base.Task):
               lambda batch: base.to_unit(batch[dst]))
     return {"BtoA": fns("BtoA", "b", "a"), "AtoB": fns("AtoB", "a", "b")}
 
+  def input_shape(self, direction="BtoA"):
+    key = "a" if direction == "AtoB" else "b"
+    return self.example_batch(1)[key].shape[1:]
+
   # The step.
 
   def _g_loss(self, g_params, d_params, a, b):

@@ -82,10 +82,26 @@ class VAETask(base.Task):
                     self.config.model.latent_dim)
 
   def generate(self, state, rng, num):
-    z = jax.random.normal(rng, (num, self.config.model.latent_dim))
-    logits = self.model.apply({"params": state.params}, z,
-                              method=vae_model.VAE.decode)
-    return jax.nn.sigmoid(logits)
+    return self.decode(state, jax.random.normal(
+        rng, (num, self.config.model.latent_dim)))
+
+  def encode(self, state, images):
+    """Posterior (mean, log-variance), each [n, latent_dim].
+
+    Args:
+      state: the VAE's state.
+      images: [n, res, res, channels] in [0, 1], as the data gives them.
+
+    Returns:
+      (mean, logvar); the mean is the image's point in latent space.
+    """
+    return self.model.apply({"params": state.params}, images,
+                            method=vae_model.VAE.encode)
+
+  def decode(self, state, z):
+    """Images [n, res, res, channels] in [0, 1] (Bernoulli means) of z."""
+    return jax.nn.sigmoid(self.model.apply({"params": state.params}, z,
+                                           method=vae_model.VAE.decode))
 
   def grid_columns(self, name):
     return {"interpolation": 8, "reconstruction": 8}.get(name, 8)

@@ -1,0 +1,283 @@
+r"""Draws images from a trained VAE, GAN or Siamese GAN run.
+
+  python -m jaxgen.sample --workdir=runs/gan --num=64 --out=out/gan
+  python -m jaxgen.sample --workdir=runs/vae --out=out/vae --interpolate \
+      --reconstruct=scans/
+
+(or `jaxgen-sample` once installed). Writes under --out:
+
+  samples.png              the --num images in a grid, 8 per row
+  samples/0000.png ...     each of them
+  interpolation.png        (VAE, --interpolate) one row per latent walk of
+                           --walk_steps images from point i to point i + 1,
+                           linear in z: between the encoded --reconstruct
+                           images when given, else between draws from the
+                           prior; about --num images in all
+  reconstruction.png       (VAE, --reconstruct=FOLDER) pairs of input and
+                           reconstruction (the posterior mean, decoded)
+  reconstruction/NAME.png  each reconstruction, named as its input
+
+--reconstruct reads a file or a folder (recursive) the way the run's
+dataset reads scans (jaxgen.data.preprocess: greyscale, ink found by Otsu's
+threshold, cropped to the ink, padded square, resized; ink = 1 when
+`data.invert`), so it expects dark ink on light paper like the training
+scans. Files that cannot be read (or hold no ink) are skipped with a warning
+and counted. Images are written as the model gives them: signature models
+draw white ink on black. The same --seed and --batch_size give the same
+images.
+
+From Python:
+
+  from jaxgen import run, sample
+  images = sample.draw(run.load("runs/gan"), 16, seed=0)  # [16, h, w, c]
+  vae = run.load("runs/vae")
+  walks = sample.latent_walks(vae, sample.prior_points(vae, 3), steps=8)
+  sample.sample_run(vae, "out/vae", num=64, interpolate=True)
+"""
+
+import os
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+
+from jaxgen import cli
+from jaxgen import image_files
+from jaxgen import reporting
+from jaxgen import run as run_lib
+from jaxgen.data import preprocess
+
+GRID_COLUMNS = 8
+
+
+def draw(r: run_lib.Run, num: int, seed: int = 0,
+         batch_size: int = 64) -> np.ndarray:
+  """`num` images from a generative run, in [0, 1].
+
+  Args:
+    r: a loaded VAE, GAN or Siamese GAN run.
+    num: images wanted.
+    seed: noise seed; chunk i uses fold_in(key(seed), i).
+    batch_size: images per model call (all calls the same size: one
+      compilation).
+
+  Returns:
+    float32 [num, h, w, c].
+  """
+  size = max(1, min(batch_size, num))
+  key = jax.random.key(seed)
+  chunks = [np.asarray(r.generate(jax.random.fold_in(key, i), size))
+            for i in range(-(-num // size))]
+  return np.concatenate(chunks)[:num]
+
+
+def _batched(fn: Callable, x: np.ndarray, size: int) -> np.ndarray:
+  """fn over `x` in batches of exactly `size` rows (the last one padded)."""
+  out = []
+  for i in range(0, len(x), size):
+    chunk = x[i:i + size]
+    pad = np.zeros((size - len(chunk),) + x.shape[1:], x.dtype)
+    out.append(np.asarray(fn(np.concatenate([chunk, pad])))[:len(chunk)])
+  return np.concatenate(out)
+
+
+def prior_points(r: run_lib.Run, num: int, seed: int = 0) -> np.ndarray:
+  """`num` latent points z ~ N(0, I) of a VAE run: [num, latent_dim]."""
+  dim = int(r.config.model.latent_dim)
+  return np.asarray(jax.random.normal(jax.random.key(seed), (num, dim)))
+
+
+def decode(r: run_lib.Run, z: np.ndarray, batch_size: int = 64
+           ) -> np.ndarray:
+  """Images [n, h, w, c] in [0, 1] of latent points [n, latent_dim] (VAE)."""
+  return _batched(r.decode, np.asarray(z, np.float32),
+                  min(batch_size, len(z)))
+
+
+def encode(r: run_lib.Run, images: np.ndarray,
+           batch_size: int = 64) -> np.ndarray:
+  """Posterior means [n, latent_dim] of images in [0, 1] (VAE)."""
+  return _batched(lambda x: r.encode(x)[0], np.asarray(images, np.float32),
+                  min(batch_size, len(images)))
+
+
+def reconstruct(r: run_lib.Run, images: np.ndarray,
+                batch_size: int = 64) -> np.ndarray:
+  """Decoded posterior means of images in [0, 1] (VAE)."""
+  return decode(r, encode(r, images, batch_size), batch_size)
+
+
+def latent_walks(r: run_lib.Run, points: np.ndarray, steps: int = 8,
+                 batch_size: int = 64) -> np.ndarray:
+  """Decoded straight walks from each point to the next, in [0, 1].
+
+  Args:
+    r: a loaded VAE run.
+    points: [k, latent_dim] latent points, k >= 2.
+    steps: images per walk, both ends included.
+    batch_size: points decoded per model call.
+
+  Returns:
+    [(k - 1) * steps, h, w, c]: walk i (a grid row) from point i to i + 1.
+  """
+  t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
+  a, b = points[:-1, None], points[1:, None]
+  return decode(r, (a * (1.0 - t) + b * t).reshape(-1, points.shape[-1]),
+                batch_size)
+
+
+def read_scans(r: run_lib.Run, inputs: Sequence[image_files.Input],
+               strict: bool = False
+               ) -> Tuple[np.ndarray, List[image_files.Input],
+                          List[Tuple[str, str]]]:
+  """Reads image files as the run's signature dataset does.
+
+  Args:
+    r: a loaded VAE run (its `config.data` sets resolution and ink).
+    inputs: files from `image_files.list_images`.
+    strict: raise on an unreadable file instead of skipping it.
+
+  Returns:
+    (images [n, res, res, channels] in [0, 1], the inputs read, and
+    (path, reason) of those skipped).
+  """
+  d = r.config.data
+  images, kept, skipped = [], [], []
+  for inp in inputs:
+    try:
+      x = preprocess.preprocess_scan(
+          preprocess.load_grayscale(inp.path), res=d.res,
+          invert=d.get("invert", True), binarize=d.get("binarize", True))
+    except ValueError as e:  # ImageReadError, or no ink in the image.
+      if strict:
+        raise
+      logging.warning("Skipping %s: %s", inp.path, e)
+      skipped.append((inp.path, str(e)))
+      continue
+    images.append(np.repeat(x[..., None], d.get("channels", 1), axis=-1))
+    kept.append(inp)
+  shape = (0, d.res, d.res, d.get("channels", 1))
+  return (np.stack(images) if images else np.zeros(shape, np.float32), kept,
+          skipped)
+
+
+def _write_grid(out: str, name: str, images: np.ndarray,
+                cols: int = GRID_COLUMNS) -> str:
+  return reporting.save_png(os.path.join(out, f"{name}.png"),
+                            reporting.make_grid(images, cols))
+
+
+def _write_each(folder: str, images: np.ndarray,
+                names: Sequence[str]) -> List[str]:
+  return [image_files.write_png(os.path.join(folder, name + ".png"),
+                                image_files.to_uint8(image))
+          for image, name in zip(images, names)]
+
+
+def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
+               seed: int = 0, which: Optional[str] = None,
+               step: Optional[int] = None, interpolate: bool = False,
+               reconstruct_path: Optional[str] = None, walk_steps: int = 8,
+               batch_size: int = 64) -> Dict:
+  """Writes samples (and VAE walks and reconstructions) under `out`.
+
+  Args:
+    workdir: the run's workdir, or a loaded Run.
+    out: output folder (see the module docstring for its files).
+    num: samples to draw (0: none); also the size of the walks.
+    seed: noise seed.
+    which: "best" or "latest" checkpoint (with a workdir).
+    step: a specific checkpoint step (with a workdir).
+    interpolate: write latent walks (VAE).
+    reconstruct_path: an image file or folder to reconstruct (VAE).
+    walk_steps: images per walk.
+    batch_size: images per model call.
+
+  Returns:
+    {"written": [paths], "skipped": [(path, reason)], "step"}.
+
+  Raises:
+    RunError: see `jaxgen.run.load`.
+    cli.UserError: the run cannot do what was asked.
+  """
+  r = workdir if isinstance(workdir, run_lib.Run) else run_lib.load(
+      workdir, which, step)
+  vae_only = interpolate or reconstruct_path
+  if vae_only and not callable(getattr(r.task, "encode", None)):
+    raise cli.UserError(f"--interpolate and --reconstruct need a VAE run; "
+                        f"{r.workdir} holds a {r.config.task!r} run.")
+  if num and not r.generates:
+    raise cli.UserError(
+        f"The {r.config.task!r} run in {r.workdir} does not generate images"
+        + ("; translate with python -m jaxgen.translate." if r.directions
+           else "."))
+  written, skipped, points = [], [], None
+  if reconstruct_path:
+    folder = os.path.join(out, "reconstruction")
+    inputs = image_files.list_images(
+        reconstruct_path, exclude=[folder, os.path.join(out, "samples")])
+    image_files.output_paths(inputs, folder)  # Checked before any writing.
+    images, kept, skipped = read_scans(
+        r, inputs, strict=os.path.isfile(reconstruct_path))
+    if not kept:
+      raise cli.UserError(f"None of the {len(inputs)} images under "
+                          f"{reconstruct_path} could be read.")
+    points = encode(r, images, batch_size)
+    recon = decode(r, points, batch_size)
+    # Input and reconstruction side by side, four pairs per grid row.
+    pairs = np.stack([images, recon], axis=1).reshape((-1,) + images.shape[1:])
+    written.append(_write_grid(out, "reconstruction", pairs))
+    written += _write_each(folder, recon, [i.name for i in kept])
+  if num:
+    images = draw(r, num, seed, batch_size)
+    written.append(_write_grid(out, "samples", images))
+    written += _write_each(os.path.join(out, "samples"), images,
+                           [f"{i:04d}" for i in range(num)])
+  if interpolate:
+    walks = max(1, num // walk_steps)
+    if points is None:
+      points = prior_points(r, walks + 1, seed)
+    elif len(points) < 2:
+      raise cli.UserError("Walks between encoded images need at least two "
+                          "readable images.")
+    written.append(_write_grid(out, "interpolation", latent_walks(
+        r, points[:walks + 1], walk_steps, batch_size), walk_steps))
+  return {"written": written, "skipped": skipped, "step": r.step}
+
+
+def _define(fv: flags.FlagValues, argv: List[str]):
+  del argv
+  cli.define_run_flags(fv, "The VAE, GAN or Siamese GAN run to sample.")
+  flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
+  flags.DEFINE_integer("num", 64, "Images to draw (0: none).", lower_bound=0,
+                       flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Noise seed.", flag_values=fv)
+  flags.DEFINE_bool("interpolate", False, "VAE: also write latent walks.",
+                    flag_values=fv)
+  flags.DEFINE_string("reconstruct", None, "VAE: an image file or folder to "
+                      "reconstruct (walks then go between its images).",
+                      flag_values=fv)
+  flags.DEFINE_integer("walk_steps", 8, "Images per latent walk.",
+                       lower_bound=2, flag_values=fv)
+  flags.DEFINE_integer("batch_size", 64, "Images per model call.",
+                       lower_bound=1, flag_values=fv)
+  flags.mark_flags_as_required(["workdir", "out"], flag_values=fv)
+
+
+def _sample(fv: flags.FlagValues):
+  found = sample_run(fv.workdir, fv.out, fv.num, fv.seed, fv.which, fv.step,
+                     fv.interpolate, fv.reconstruct, fv.walk_steps,
+                     fv.batch_size)
+  cli.print_written(found, fv.out, "file(s)", f"step {found['step']}")
+
+
+def main(argv=None) -> int:
+  """The command line (see the module docstring); returns the exit status."""
+  return cli.run(_sample, _define, argv, __doc__)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,32 @@
+"""Runs jaxgen's command lines in a fresh process, as a user would.
+
+Import as `from tests import clis`.
+"""
+
+import os
+import subprocess
+import sys
+
+import jax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env(devices: int = 1) -> dict:
+  """The environment of a test subprocess: this checkout first, `devices`
+  CPU devices, and the session's XLA compilation cache."""
+  out = dict(os.environ)
+  out["PYTHONPATH"] = ROOT + os.pathsep + out.get("PYTHONPATH", "")
+  out["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  # Reuse compiled programs across the test processes.
+  out["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
+  out["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  return out
+
+
+def run(module: str, *args: str, timeout: int = 600
+        ) -> subprocess.CompletedProcess:
+  """`python -m module args...` from the repository root, text output."""
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
+                        env=env(), capture_output=True, text=True,
+                        timeout=timeout)
