@@ -249,7 +249,7 @@ def _download(page) -> Image.Image:
   return Image.open(download.value.path())
 
 
-def test_page_in_chromium(server, page, tmp_path):
+def test_page_in_chromium(page, server, tmp_path):
   face = _face()
   face_path = tmp_path / "face.png"
   face.save(face_path)
