@@ -190,6 +190,18 @@ def test_refused_uploads_say_why(server):
   assert "not part of the demo" in _error(server, "/api/nothing", b"", 404)
 
 
+def test_a_failing_model_is_a_sentence_not_a_traceback(server, monkeypatch):
+  model = server.RequestHandlerClass.app.models["0"]
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("simulated failure deep in XLA")
+
+  monkeypatch.setattr(model, "translate", broken)
+  message = _error(server, "/api/translate?model=0", _png(_face()), 500)
+  assert "failed on this input (RuntimeError)" in message
+  assert "XLA" not in message
+
+
 def test_declared_huge_body_is_refused_unread(server):
   host, port = server.server_address[:2]
   conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -198,6 +210,7 @@ def test_declared_huge_body_is_refused_unread(server):
   conn.endheaders()
   response = conn.getresponse()
   assert response.status == 413
+  assert response.getheader("X-Content-Type-Options") == "nosniff"
   assert "too large" in json.loads(response.read())["error"]
   conn.close()
   with urllib.request.urlopen(demo.url(server) + "healthz", timeout=30) as r:

@@ -4,8 +4,8 @@
 response and never raises: refused uploads and bad parameters become a JSON
 `{"error": ...}` with a 4xx status, anything unexpected a 500 with a short
 message (the traceback goes to the server log only). The HTTP layer adds
-the byte limit before a body is read and nothing else, so the whole API can
-be tested without sockets.
+the byte limit before a body is read and the headers every answer carries,
+so the whole API can be tested without sockets.
 
 Model calls run one at a time under a lock: on a CPU two translations at
 once would each take twice as long, and one at a time bounds memory.
@@ -213,7 +213,7 @@ class DemoApp:
       return _error(f"{method} {path} is not part of the demo.",
                     405 if known else 404)
     try:
-      response = route()
+      return route()
     except (RequestError, images.ImageError) as e:
       logging.info("%s %s refused: %s", method, path, e)
       return _error(str(e), e.status)
@@ -222,8 +222,6 @@ class DemoApp:
       logging.exception("%s %s failed", method, target)
       return _error(f"The model failed on this input ({type(e).__name__}); "
                     "the server log has the details.", 500)
-    response.headers = {**_HEADERS, **response.headers}
-    return response
 
   def _model(self, query: Dict[str, str]) -> Model:
     model_id = query.get("model", next(iter(self.models)))
@@ -332,7 +330,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     self.send_response(response.status)
     self.send_header("Content-Type", response.content_type)
     self.send_header("Content-Length", str(len(response.body)))
-    for key, value in response.headers.items():
+    for key, value in {**_HEADERS, **response.headers}.items():
       self.send_header(key, value)
     self.end_headers()
     if with_body:
