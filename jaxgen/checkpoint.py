@@ -5,6 +5,14 @@ optimizer states, step), the input iterator's position, and the config, so
 that later tools (evaluate, sample) need no flags repeated. The RNG is a
 function of (config.seed, step), so it is restored with the step.
 
+All processes of a multi-process run save together: orbax writes the state
+collectively and process 0 the JSON items; each process writes its own input
+position (grain's orbax handler: `data/process_<i>-of-<n>.json`) and reads
+it back on resume. The position counts global batches, one per step (see
+`pipeline.train_iterator`), so when a run resumes with another number of
+processes, or from a checkpoint without positions, it continues at the
+batch after the checkpoint's step, exactly as an uninterrupted run would.
+
 Layout: WORKDIR/checkpoints/<step>/ (latest k) and WORKDIR/best/<step>/.
 """
 
@@ -13,6 +21,8 @@ import os
 from typing import Any, Optional, Tuple
 
 from absl import logging
+import grain.checkpoint as grain_ckpt
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -20,6 +30,23 @@ import orbax.checkpoint as ocp
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
   """A JSON-safe dict of the config."""
   return json.loads(config.to_json_best_effort())
+
+
+class _Position:
+  """An iterator position (a JSON-able dict) as grain's orbax handler saves
+  and restores it: one file per process."""
+
+  def __init__(self, state: Optional[dict] = None):
+    self.state = state
+
+  def get_state(self) -> bytes:
+    return json.dumps(self.state).encode()
+
+  def set_state(self, raw: bytes):
+    self.state = json.loads(raw)
+
+  def start_prefetch(self):
+    pass
 
 
 class Checkpointer:
@@ -55,9 +82,10 @@ class Checkpointer:
 
   @staticmethod
   def _args(state, data_state, meta):
-    return ocp.args.Composite(state=ocp.args.StandardSave(state),
-                              data=ocp.args.JsonSave(data_state),
-                              meta=ocp.args.JsonSave(meta))
+    return ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain_ckpt.CheckpointSave(_Position(data_state)),
+        meta=ocp.args.JsonSave(meta))
 
   def save(self, step: int, state, data_state: dict, config,
            metrics: Optional[dict] = None) -> bool:
@@ -94,13 +122,16 @@ class Checkpointer:
     return self.latest.latest_step()
 
   def restore(self, target_state, which: str = "latest",
-              step: Optional[int] = None) -> Tuple[Any, dict, dict]:
+              step: Optional[int] = None, with_data: bool = False
+              ) -> Tuple[Any, Optional[dict], dict]:
     """Restores (state, data_state, meta) shaped and sharded like the target.
 
     Args:
-      target_state: a freshly initialised state (structure, dtypes, sharding).
+      target_state: a freshly initialised state (structure, dtypes, sharding)
+        or its `jax.eval_shape`.
       which: "latest" or "best".
       step: a specific step (default: the newest in that directory).
+      with_data: also return this process's input position (else None).
 
     Returns:
       (state, data iterator state, meta dict with "step", "config", "metrics").
@@ -113,8 +144,9 @@ class Checkpointer:
       raise FileNotFoundError(f"No {which} checkpoint in {self.workdir}.")
     out = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target_state),
-        data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
-    return out["state"], out["data"], out["meta"]
+        meta=ocp.args.JsonRestore()))
+    data = _restore_position(mngr, step) if with_data else None
+    return out["state"], data, out["meta"]
 
   def wait(self):
     self.latest.wait_until_finished()
@@ -125,6 +157,20 @@ class Checkpointer:
     self.latest.close()
     if self.best is not None:
       self.best.close()
+
+
+def _restore_position(mngr: ocp.CheckpointManager, step: int) -> dict:
+  """This process's saved input position, or the one implied by `step`."""
+  name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  if (mngr.directory / str(step) / "data" / name).exists():
+    position = _Position()
+    mngr.restore(step, args=ocp.args.Composite(
+        data=grain_ckpt.CheckpointRestore(position)))
+    return position.state
+  logging.info("Checkpoint %d has no input position for process %d of %d; "
+               "continuing at global batch %d (one per step).", step,
+               jax.process_index(), jax.process_count(), step)
+  return {"next_index": step}
 
 
 def stored_config(workdir: str, which: str = "latest") -> ml_collections.ConfigDict:

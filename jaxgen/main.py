@@ -4,6 +4,11 @@ r"""Trains a model: parses flags and calls the train loop.
   python -m jaxgen.main --config=configs/gan.py --workdir=runs/gan \
       --config.data.root=../shared/data/signatures --config.train.batch_size=32
 
+Several processes (one per host, or per GPU) run the same command with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I; on Cloud
+TPU slices and under SLURM's srun these are detected. launch/ has scripts.
+SIGTERM saves a checkpoint at the current step and exits with status 0.
+
 (or `jaxgen-train` once installed). Any config field can be overridden as
 --config.<path>=<value>. A workdir that already holds a run is resumed; one
 that holds a run of another task or model is an error naming what differs.
@@ -20,6 +25,7 @@ from ml_collections import config_flags
 
 from jaxgen import cli
 from jaxgen import configlib
+from jaxgen import distributed
 from jaxgen import train
 
 
@@ -30,6 +36,20 @@ def _define(fv: flags.FlagValues, argv: List[str]):
       flag_values=fv, lock_config=True, sys_argv=argv)
   flags.DEFINE_string("workdir", None, "Output folder (resumed if it exists).",
                       flag_values=fv)
+  flags.DEFINE_string(
+      "coordinator_address", "", "host:port of process 0 in a multi-process "
+      "run (default: $JAX_COORDINATOR_ADDRESS; detected on Cloud TPU and "
+      "SLURM).", flag_values=fv)
+  flags.DEFINE_integer("num_processes", None, "Processes in the run "
+                       "(default: $JAX_NUM_PROCESSES, or detected).",
+                       flag_values=fv)
+  flags.DEFINE_integer("process_id", None, "This process's index "
+                       "(default: $JAX_PROCESS_ID, or detected).",
+                       flag_values=fv)
+  flags.DEFINE_integer(
+      "heartbeat_timeout", distributed.DEFAULT_HEARTBEAT_TIMEOUT,
+      "Seconds after which a silent process counts as dead and the others "
+      "stop with an error.", flag_values=fv)
   flags.mark_flags_as_required(["config", "workdir"], flag_values=fv)
 
 
@@ -52,6 +72,8 @@ def _train(fv: flags.FlagValues):
   if not os.path.isfile(path):
     # config_flags defers this error to the config's first use.
     raise cli.UserError(f"No config file at {path!r} (--config).")
+  distributed.initialize(fv.coordinator_address, fv.num_processes,
+                         fv.process_id, fv.heartbeat_timeout)
   train.train_and_evaluate(fv.config, fv.workdir)
 
 

@@ -1,8 +1,11 @@
-"""Data-parallel sharding over every local device with a `Mesh`.
+"""Data-parallel sharding over every device of the run with a `Mesh`.
 
 The batch is split along a single "data" axis; parameters and optimizer state
 are replicated. The same code runs on 1 CPU, several GPUs or a TPU slice.
 """
+
+import collections
+from typing import Any, Iterator, Tuple
 
 import jax
 import numpy as np
@@ -56,3 +59,31 @@ def shard_batch(batch, mesh: Mesh):
 def replicate(tree, mesh: Mesh):
   """Places every leaf of `tree` on all devices of the mesh."""
   return jax.device_put(tree, replicated(mesh))
+
+
+def prefetch_to_mesh(iterator, mesh: Mesh, size: int = 2
+                     ) -> Iterator[Tuple[Any, Any]]:
+  """Global batches already on the devices while the current step runs.
+
+  Args:
+    iterator: host batch iterator with `get_state()` (a grain iterator).
+    mesh: the device mesh.
+    size: batches kept on the devices ahead of the consumer.
+
+  Yields:
+    (global batch, the iterator's state just after that batch): since the
+    iterator runs `size` batches ahead, a checkpoint must store the state
+    that comes with the last batch used, not `iterator.get_state()`.
+  """
+  queue = collections.deque()
+
+  def put():
+    host = next(iterator)
+    queue.append((shard_batch(host, mesh), iterator.get_state()))
+
+  for _ in range(size):
+    put()
+  while True:
+    item = queue.popleft()
+    put()  # Transfers run asynchronously, overlapping the step.
+    yield item

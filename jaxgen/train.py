@@ -18,11 +18,13 @@ from absl import logging
 from clu import metric_writers
 from clu import metrics as clu_metrics
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
+from jaxgen import distributed
 from jaxgen import parallel
 from jaxgen import reporting
 from jaxgen import run as run_lib
@@ -64,15 +66,12 @@ def _collection(names):
       **{n: clu_metrics.Average.from_output(n) for n in names})
 
 
-def _average(rows, mask=None):
+def _average(rows):
   """clu Average over a list of metric dicts (host arrays)."""
   coll_cls = _collection(sorted(rows[0]))
   coll = None
-  for i, row in enumerate(rows):
-    kwargs = dict(row)
-    if mask is not None:
-      kwargs["mask"] = mask[i]
-    single = coll_cls.single_from_model_output(**kwargs)
+  for row in rows:
+    single = coll_cls.single_from_model_output(**row)
     coll = single if coll is None else coll.merge(single)
   return {k: float(v) for k, v in coll.compute().items()}
 
@@ -135,6 +134,52 @@ def jit_train_step(task, mesh):
                      out_shardings=(repl, repl), donate_argnums=(0,))
 
 
+def jit_eval_step(task, mesh):
+  """The loop's jitted eval: `(state, batch, rng) -> (sums, count)`.
+
+  `task.eval_step` returns per-example metrics; they are summed over the
+  examples whose `batch["mask"]` is 1 inside the program, so the result is
+  replicated and correct with padding on any number of devices and
+  processes (no per-process host arithmetic on global outputs).
+
+  Args:
+    task: a jaxgen.tasks.base.Task.
+    mesh: the device mesh.
+
+  Returns:
+    The jitted function; `sums` maps each metric to its masked sum and
+    `count` is the number of real examples.
+  """
+  repl, data_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
+
+  def eval_fn(state, batch, rng):
+    batch = dict(batch)
+    mask = batch.pop("mask").astype(jnp.float32)
+    out = task.eval_step(state, batch, rng)
+    return ({k: jnp.sum(v.astype(jnp.float32) * mask) for k, v in out.items()},
+            jnp.sum(mask))
+
+  return backend.jit(eval_fn, in_shardings=(repl, data_sh, repl),
+                     out_shardings=repl)
+
+
+def init_state(task, rng, mesh):
+  """`task.init_state(rng)` built directly into its replicated sharding.
+
+  Jitted with `out_shardings`, so no process materialises the state on one
+  device first and copies it.
+
+  Args:
+    task: a jaxgen.tasks.base.Task.
+    rng: the init key.
+    mesh: the device mesh.
+
+  Returns:
+    The state, replicated over the mesh.
+  """
+  return jax.jit(task.init_state, out_shardings=parallel.replicated(mesh))(rng)
+
+
 def with_data_facts(config: ml_collections.ConfigDict,
                     num_train: int) -> ml_collections.ConfigDict:
   """A copy of `config` with the epoch length (and epoch-based length) set.
@@ -177,10 +222,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # Before any data or model work: a workdir of another model is one error.
   run_lib.check_resumable(workdir, config)
   os.makedirs(workdir, exist_ok=True)
-  is_main = jax.process_index() == 0
+  is_main = distributed.is_main()
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
-  repl, data_sh = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
   train_ds = pipeline.build(config.data, "train")
   test_ds = pipeline.build(config.data, "test")
@@ -203,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   example = pipeline.first_batch(train_ds, tc.batch_size)
   example.pop("mask")
   _check_data(task, example)
-  state = parallel.replicate(task.init_state(init_rng), mesh)
+  state = init_state(task, init_rng, mesh)
 
   ckpt = ckpt_lib.Checkpointer(workdir, tc.keep, tc.best_metric, tc.best_mode)
   train_iter = pipeline.train_iterator(
@@ -211,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   start = 0
   if ckpt.latest_step() is not None:
     try:
-      state, data_state, meta = ckpt.restore(state)
+      state, data_state, meta = ckpt.restore(state, with_data=True)
     except (ValueError, KeyError, TypeError) as e:
       # A change check_resumable cannot see (e.g. the data's resolution).
       ckpt.close()
@@ -236,8 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.write_hparams({k: v for k, v in _flatten(config).items()})
 
   p_train = jit_train_step(task, mesh)
-  p_eval = backend.jit(task.eval_step, in_shardings=(repl, data_sh, repl),
-                       out_shardings=data_sh)
+  p_eval = jit_eval_step(task, mesh)
   sample_batch = pipeline.spread_batch(test_ds, tc.num_samples)
   sample_batch = parallel.replicate(sample_batch, mesh)
   outputs = {"workdir": workdir,
@@ -246,15 +289,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
              "checkpoints": os.path.join(workdir, "checkpoints")}
 
   def evaluate(step, with_fid=False):
-    rows, masks = [], []
-    for i, batch in enumerate(pipeline.eval_batches(
-        test_ds, tc.batch_size, tc.eval_batches)):
-      mask = batch.pop("mask")
-      out = p_eval(state, parallel.shard_batch(batch, mesh),
-                   jax.random.fold_in(eval_rng, i))
-      rows.append(jax.device_get(out))
-      masks.append(mask)
-    result = {f"eval/{k}": v for k, v in _average(rows, masks).items()}
+    parts = [p_eval(state, parallel.shard_batch(batch, mesh),
+                    jax.random.fold_in(eval_rng, i))
+             for i, batch in enumerate(pipeline.eval_batches(
+                 test_ds, tc.batch_size, tc.eval_batches))]
+    parts = jax.device_get(parts)
+    count = sum(float(c) for _, c in parts)
+    result = {f"eval/{k}": sum(float(s[k]) for s, _ in parts) / count
+              for k in parts[0][0]}
     if with_fid:
       result.update(fid(state))
     writer.write_scalars(step, result)
@@ -281,14 +323,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   step = start
   end = tc.num_steps if stop_after is None else min(tc.num_steps,
                                                      start + stop_after)
+  batches = parallel.prefetch_to_mesh(train_iter, mesh)
+  preempted = False
   try:
-    with metric_writers.ensure_flushes(writer):
+    with metric_writers.ensure_flushes(writer), \
+        distributed.Preemption() as preemption:
       for step in range(start + 1, end + 1):
-        batch = parallel.shard_batch(next(train_iter), mesh)
+        # The iterator runs ahead; `data_state` is the position after the
+        # batches trained on, which is what a checkpoint must hold.
+        batch, data_state = next(batches)
         state, metrics = p_train(state, batch, train_rng)
         pending.append((step, metrics))
 
-        final = step == end
+        preempted = preemption.requested(step)
+        final = step == end or preempted
         epoch_end = tc.checkpoint_at_epoch_end and step % steps_per_epoch == 0
         save = (step % checkpoint_every == 0 or epoch_end or final)
         if step % log_every == 0 or save:
@@ -309,14 +357,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         fid_due = fid is not None and fid.due(step, tc.num_steps)
         if step % eval_every == 0 or step == tc.num_steps or fid_due:
           eval_metrics = evaluate(step, fid_due)
-          ckpt.maybe_save_best(step, state, train_iter.get_state(), config,
+          ckpt.maybe_save_best(step, state, data_state, config,
                                eval_metrics)
         if step % sample_every == 0 or step == tc.num_steps:
           write_samples(step)
         if save:
-          ckpt.save(step, state, train_iter.get_state(), config,
+          ckpt.save(step, state, data_state, config,
                     {**train_metrics, **eval_metrics})
           last_saved = step
+        if preempted:
+          break
   finally:
     # Also on errors: finish pending async saves so the last good
     # checkpoint is complete on disk.
@@ -336,8 +386,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         outputs.get("loss_plot", "-"), outputs["checkpoints"],
         outputs["tensorboard"])
   else:
-    logging.info("Stopped at step %d with a checkpoint in %s; run the same "
-                 "command again to resume.", step, outputs["checkpoints"])
+    logging.info("%s at step %d with a checkpoint in %s; run the same "
+                 "command again to resume.",
+                 "Preempted (SIGTERM)" if preempted else "Stopped", step,
+                 outputs["checkpoints"])
   return RunResult(state, step, workdir, train_metrics, eval_metrics, outputs)
 
 

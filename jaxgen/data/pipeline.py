@@ -91,16 +91,19 @@ def build(data_cfg: ml_collections.ConfigDict, split: str) -> Dataset:
   return _BUILDERS[name](data_cfg, split)
 
 
-def _process_slice(ds):
-  """Each process reads a disjoint slice of the source."""
-  if jax.process_count() > 1:
-    ds = ds[jax.process_index()::jax.process_count()]
-  return ds
-
-
 def train_iterator(dataset: Dataset, batch_size: int, seed: int,
                    num_threads: int = 2, prefetch: int = 4):
   """An infinite, shuffled (reshuffled each epoch), augmented batch iterator.
+
+  One global stream of examples (shuffle, repeat, augmentation, all seeded
+  by `seed` and a function of the position only) is cut into global batches
+  of `batch_size`; process p reads, loads and augments only rows
+  [p * n, (p + 1) * n) of each, n = batch_size / process count. So the
+  global batches are the same for any number of processes (a run on 2 hosts
+  trains on exactly what a run on 1 does), and the iterator position, which
+  counts batches, means the same on every process and for every process
+  count. (grain's shard options split the source per process instead, which
+  makes the batches depend on the process count.)
 
   The iterator supports `get_state()` / `set_state()`, so the position in the
   stream is saved with checkpoints and a resumed run sees the same batches.
@@ -115,17 +118,21 @@ def train_iterator(dataset: Dataset, batch_size: int, seed: int,
   Returns:
     A grain DatasetIterator of element dicts with a leading batch dimension.
   """
-  per_process = batch_size // jax.process_count()
-  n = len(dataset.source) // jax.process_count()
-  if n < per_process:
+  count = jax.process_count()
+  per_process = batch_size // count
+  if len(dataset.source) < batch_size:
     raise ValueError(
         f"The training split has {len(dataset.source)} examples, fewer than "
         f"one batch of {batch_size}; lower config.train.batch_size.")
-  ds = _process_slice(grain.MapDataset.source(dataset.source)).seed(seed)
+  ds = grain.MapDataset.source(dataset.source).seed(seed)
   ds = ds.shuffle().repeat()
   if dataset.augment is not None:
     ds = ds.random_map(dataset.augment)
+  # Row blocks of the global batches; block b * count + p is process p's
+  # part of global batch b. Slicing is lazy: other blocks are never read.
   ds = ds.batch(per_process, drop_remainder=True)
+  if count > 1:
+    ds = ds[jax.process_index()::count]
   opts = grain.ReadOptions(num_threads=num_threads,
                            prefetch_buffer_size=prefetch if num_threads else 0)
   return iter(ds.to_iter_dataset(opts))
@@ -135,8 +142,11 @@ def eval_batches(dataset: Dataset, batch_size: int,
                  max_batches: int = -1) -> Iterator[Element]:
   """Ordered batches of the whole split, the last one padded and masked.
 
-  Padding wraps around to the split's first examples (so set-level metrics
-  see real images) and `batch["mask"]` is 0 for them, 1 otherwise.
+  Global batch b holds examples [b * batch_size, (b + 1) * batch_size) of
+  the split; each process yields its rows of it (see `train_iterator`), so
+  every process yields the same number of batches. Padding wraps around to
+  the split's first examples (so set-level metrics see real images) and
+  `batch["mask"]` is 0 for them, 1 otherwise.
 
   Args:
     dataset: the evaluation Dataset (no augmentation is applied).
@@ -144,22 +154,22 @@ def eval_batches(dataset: Dataset, batch_size: int,
     max_batches: stop after this many batches (-1 = all).
 
   Yields:
-    Element dicts with a leading batch dimension and a float32 "mask".
+    Element dicts with a leading batch dimension (this process's rows) and a
+    float32 "mask".
   """
   src = dataset.source
-  per_process = batch_size // jax.process_count()
-  indices = np.arange(jax.process_index(), len(src), jax.process_count())
-  if not len(indices):
+  n = len(src)
+  if not n:
     raise ValueError("The evaluation split is empty.")
-  num = -(-len(indices) // per_process)
+  per_process = batch_size // jax.process_count()
+  offset = jax.process_index() * per_process
+  num = -(-n // batch_size)
   if max_batches > 0:
     num = min(num, max_batches)
   for b in range(num):
-    idx = indices[b * per_process:(b + 1) * per_process]
-    mask = np.ones(per_process, np.float32)
-    mask[len(idx):] = 0.0
-    idx = np.resize(np.concatenate([idx, indices]), per_process)
-    elems = [src[int(i)] for i in idx]
+    idx = b * batch_size + offset + np.arange(per_process)
+    mask = (idx < n).astype(np.float32)
+    elems = [src[int(i)] for i in idx % n]
     batch = {k: np.stack([e[k] for e in elems]) for k in elems[0]}
     batch["mask"] = mask
     yield batch

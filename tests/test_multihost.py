@@ -1,0 +1,216 @@
+"""Several processes as one run: 2 processes on 127.0.0.1 (gloo), each with
+2 CPU devices, against one process with 1 (conftest's in-process run).
+
+Every run is `python -m jaxgen.main` on the unchanged vae :tiny config, as a
+user or launch/local.sh would start it.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxgen import run as run_lib
+from tests import clis
+from tests import tiny_run as tiny_run_lib
+
+ROOT = clis.ROOT
+ARGS = (f"--config={ROOT}/configs/vae.py:tiny",)  # 6 steps, batch 8.
+STEPS = 6
+TIMEOUT = 600
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _start(workdir, processes, *extra, devices=2):
+  """Starts the run's processes; returns [(Popen, log path)]."""
+  os.makedirs(workdir, exist_ok=True)
+  args = [sys.executable, "-m", "jaxgen.main", f"--workdir={workdir}", *ARGS,
+          *extra]
+  if processes > 1:
+    args.append(f"--coordinator_address=127.0.0.1:{_free_port()}")
+    args.append(f"--num_processes={processes}")
+  out = []
+  for i in range(processes):
+    log = os.path.join(os.path.dirname(workdir),
+                       f"{os.path.basename(workdir)}_{i}.log")
+    with open(log, "a") as f:
+      cmd = args + ([f"--process_id={i}"] if processes > 1 else [])
+      out.append((subprocess.Popen(cmd, cwd=ROOT, env=clis.env(devices),
+                                   stdout=f, stderr=subprocess.STDOUT), log))
+  return out
+
+
+def _wait(procs, timeout=TIMEOUT):
+  """Exit codes; kills everything on timeout."""
+  deadline = time.time() + timeout
+  try:
+    return [p.wait(timeout=max(1, deadline - time.time())) for p, _ in procs]
+  finally:
+    for p, _ in procs:
+      if p.poll() is None:
+        p.kill()
+
+
+def _run(workdir, processes, *extra, devices=2):
+  procs = _start(workdir, processes, *extra, devices=devices)
+  codes = _wait(procs)
+  assert codes == [0] * processes, [open(l).read()[-3000:] for _, l in procs]
+  return [open(l).read() for _, l in procs]
+
+
+def _train_rows(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
+def _wait_for_step(procs, workdir, step, timeout=TIMEOUT):
+  """Blocks until the run has logged `step` (or fails if it died)."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if any(r["step"] >= step for r in _train_rows(workdir)):
+      return
+    assert all(p.poll() is None for p, _ in procs), [
+        open(l).read()[-3000:] for _, l in procs]
+    time.sleep(0.2)
+  raise TimeoutError(f"No step {step} in {workdir}")
+
+
+def _wait_for_line(procs, text, timeout=TIMEOUT):
+  """Blocks until every process has logged `text`."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if all(text in open(l).read() for _, l in procs):
+      return
+    assert all(p.poll() is None for p, _ in procs), [
+        open(l).read()[-3000:] for _, l in procs]
+    time.sleep(0.1)
+  raise TimeoutError(text)
+
+
+def _state(workdir, step=None):
+  run = run_lib.load(workdir, step=step)
+  return run.step, tiny_run_lib.flat_params(run.state)
+
+
+def _eval_rows(workdir):
+  return {r["step"]: {k: v for k, v in r.items() if k.startswith("eval/")}
+          for r in _train_rows(workdir) if any(k.startswith("eval/")
+                                               for k in r)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Workdirs: the pair; the pair stopped by SIGTERM to one process, then
+  rerun."""
+  tmp = tmp_path_factory.mktemp("multihost")
+  out = {k: str(tmp / k) for k in ("pair", "preempted")}
+  out["pair_logs"] = _run(out["pair"], 2)
+  procs = _start(out["preempted"], 2)
+  # Once jax.distributed is up (its notifier catches the signal), before or
+  # during training: both processes stop at the same step, with a save.
+  _wait_for_line(procs, "of 2 (2 local")
+  procs[1][0].send_signal(signal.SIGTERM)
+  assert _wait(procs) == [0, 0], [open(l).read()[-3000:] for _, l in procs]
+  out["preempt_logs"] = [open(l).read() for _, l in procs]
+  out["preempt_ckpts"] = sorted(
+      int(s) for s in os.listdir(os.path.join(out["preempted"], "checkpoints")))
+  out["resume_logs"] = _run(out["preempted"], 2)
+  return out
+
+
+@pytest.mark.xdist_group("tiny_vae")
+def test_pair_matches_one_process(runs, tiny_run):
+  """Same global batches, so the same parameters and eval metrics."""
+  assert "Process 1 of 2 (2 local / 4 global devices)" in (
+      runs["pair_logs"][1])
+  step, pair = _state(runs["pair"])
+  single_run = tiny_run("vae").result
+  single = tiny_run_lib.flat_params(single_run.state)
+  assert step == STEPS and pair.keys() == single.keys() and len(pair) > 4
+  for k, v in single.items():
+    np.testing.assert_allclose(pair[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
+  evals_pair = _eval_rows(runs["pair"])
+  evals_single = _eval_rows(single_run.workdir)
+  assert sorted(evals_pair) == sorted(evals_single) == [3, 6]
+  for s, row in evals_single.items():
+    assert row.keys() == evals_pair[s].keys() and "eval/elbo" in row
+    for k, v in row.items():
+      np.testing.assert_allclose(evals_pair[s][k], v, rtol=1e-4, err_msg=k)
+
+
+def test_only_process_0_writes(runs):
+  # One metrics row per log step (1 per step) and eval, not one per process.
+  rows = _train_rows(runs["pair"])
+  assert [r["step"] for r in rows if "train/loss" in r] == [2, 4, 6]
+  assert os.path.exists(os.path.join(runs["pair"], "loss.png"))
+  assert "loss plot: -" in runs["pair_logs"][1]
+
+
+def test_sigterm_saves_on_every_process_and_resumes_exactly(runs):
+  """SIGTERM to one process: both save at the same step and exit 0; the
+  rerun finishes exactly as the uninterrupted pair."""
+  stops = []
+  for log in runs["preempt_logs"]:
+    line = [l for l in log.splitlines() if "Preempted (SIGTERM) at step" in l]
+    assert len(line) == 1, log[-3000:]
+    stops.append(int(line[0].split("at step ")[1].split()[0]))
+  assert stops[0] == stops[1] and 1 <= stops[0] < STEPS
+  # A checkpoint at the stop, though none was scheduled there.
+  assert runs["preempt_ckpts"][-1] == stops[0]
+  assert f"Resumed from the checkpoint at step {stops[0]}" in (
+      runs["resume_logs"][0])
+  _, resumed = _state(runs["preempted"])
+  _, pair = _state(runs["pair"])
+  for k, v in pair.items():
+    np.testing.assert_array_equal(resumed[k], v, err_msg=k)
+
+
+@pytest.mark.xdist_group("tiny_vae")
+def test_pair_checkpoint_resumes_in_one_process(runs, tiny_run, tmp_path):
+  """The pair's checkpoint restores in one process with the same state, and
+  training continues at the next global batch as an uninterrupted run."""
+  stop = runs["preempt_ckpts"][-1]
+  _, pair_state = _state(runs["preempted"], step=stop)
+  workdir = tmp_path / "one"
+  src = os.path.join(runs["preempted"], "checkpoints", str(stop))
+  os.makedirs(workdir / "checkpoints")
+  subprocess.run(["cp", "-r", src, str(workdir / "checkpoints")], check=True)
+  _, restored = _state(str(workdir))  # In this (1-device) process.
+  for k, v in pair_state.items():
+    np.testing.assert_array_equal(restored[k], v, err_msg=k)
+  logs = _run(str(workdir), 1, devices=1)
+  assert f"Resumed from the checkpoint at step {stop}" in logs[0]
+  assert "no input position for process 0 of 1" in logs[0]
+  _, final = _state(str(workdir))
+  single = tiny_run_lib.flat_params(tiny_run("vae").result.state)
+  for k, v in single.items():
+    np.testing.assert_allclose(final[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
+
+
+def test_a_killed_process_stops_the_other(tmp_path):
+  timeout = 10
+  workdir = str(tmp_path / "killed")
+  procs = _start(workdir, 2, "--config.train.num_steps=100000",
+                 f"--heartbeat_timeout={timeout}")
+  _wait_for_step(procs, workdir, 2)
+  procs[1][0].kill()
+  start = time.time()
+  code = _wait(procs[:1], timeout=6 * timeout)
+  assert code[0] != 0
+  assert time.time() - start < 6 * timeout
+  log = open(procs[0][1]).read()
+  assert "another task died" in log or "heartbeat" in log, log[-3000:]
