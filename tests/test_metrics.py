@@ -237,7 +237,7 @@ class TestPairedMetrics:
     rng = np.random.default_rng(4)
     a = rng.uniform(size=(3, 13, 17, 2))
     b = np.clip(a + rng.normal(scale=0.15, size=a.shape), 0, 1)
-    ref_ssim = [_ssim_numpy(a[i], b[i]) for i in range(3)]
+    ref_ssim = [reference.ssim_numpy(a[i], b[i]) for i in range(3)]
     ref_psnr = -10 * np.log10(((a - b) ** 2).mean(axis=(1, 2, 3)))
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
     got = jax.jit(paired.batch_metrics)(a32, b32)

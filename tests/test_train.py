@@ -7,7 +7,6 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,64 +32,45 @@ def _config(name, **train_overrides):
   return config
 
 
-class _TinyRun(NamedTuple):
-  result: train.RunResult
-  train_steps: list  # Every function jit_train_step returned.
+def _grouped(names):
+  """Parameters that share conftest's tiny runs on one xdist worker."""
+  return [pytest.param(n, marks=pytest.mark.xdist_group(f"tiny_{n}"))
+          for n in names]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """`name -> _TinyRun`: each config's unchanged :tiny variant (6 steps;
-  eval, samples and checkpoints every 3), trained once in this process
-  and shared by the tests below."""
-  runs = {}
-
-  def get(name):
-    if name not in runs:
-      steps = []
-      original = train.jit_train_step
-
-      def capture(task, mesh):
-        steps.append(original(task, mesh))
-        return steps[-1]
-
-      with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train, "jit_train_step", capture)
-        result = train.train_and_evaluate(
-            _config(name), str(tmp_path_factory.mktemp(name)))
-      runs[name] = _TinyRun(result, steps)
-    return runs[name]
-
-  return get
-
-
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", _grouped(CONFIGS))
 def test_tiny_run_end_to_end(name, tiny_run):
   """Each config's tiny variant leaves every promised output in the
   workdir, and its steady-state steps reuse one executable: no retracing
   per step (e.g. from a Python scalar or a changing dtype in the state),
   with evaluations, samples and checkpoints in between."""
   run = tiny_run(name)
+  tc = _config(name).train
+  last = tc.num_steps
+
+  def due(every):
+    return {s for s in range(1, last + 1) if s % every == 0 or s == last}
+
   workdir = pathlib.Path(run.result.workdir)
-  assert run.result.step == 6
+  assert run.result.step == last
   assert len(run.train_steps) == 1
   # pylint: disable-next=protected-access
   assert run.train_steps[0]._cache_size() == 1
-  assert "6" in os.listdir(workdir / "checkpoints")
+  assert str(last) in os.listdir(workdir / "checkpoints")
   assert (workdir / "loss.png").stat().st_size > 1000
   assert glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
-  for step in (3, 6):
+  for step in due(tc.sample_every):
     pngs = glob.glob(str(workdir / "samples" / f"*_{step:07d}.png"))
     assert pngs, os.listdir(workdir / "samples")
   rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
   assert {r["step"] for r in rows if any(k.startswith("eval/") for k in r)
-          } == {3, 6}
+          } == due(tc.eval_every)
   assert {r["step"] for r in rows if any(k.startswith("train/") for k in r)
-          } == {2, 4, 6}
+          } == due(tc.log_every)
   assert all(np.isfinite(v) for r in rows for v in r.values())
   assert run.result.eval_metrics and run.result.train_metrics
   stored = train.ckpt_lib.stored_config(str(workdir))
-  assert stored.train.num_steps == 6
+  assert stored.train.num_steps == last
   assert stored.task == _config(name).task
 
 
@@ -125,7 +105,7 @@ def test_main_unknown_override_is_one_clear_error(tmp_path):
   assert not os.listdir(tmp_path)  # Nothing written.
 
 
-@pytest.mark.parametrize("name", ["vae", "gan"])
+@pytest.mark.parametrize("name", _grouped(["vae", "gan"]))
 def test_resume_is_exact(name, tiny_run, tmp_path):
   """Interrupted at step 3 and resumed == uninterrupted, bit for bit."""
   straight = tiny_run(name).result
@@ -150,27 +130,19 @@ def test_resume_is_exact(name, tiny_run, tmp_path):
   assert steps == [2, 3, 4, 6]
 
 
-@pytest.fixture(scope="module")
-def four_device_params(tmp_path_factory):
-  """name -> final parameters of the vae and gan :tiny runs with the batch
-  sharded over 4 (host) devices, both trained in one child process."""
-  tmp = tmp_path_factory.mktemp("four_devices")
-  args = []
-  for name in ("vae", "gan"):
-    args += [f"{ROOT}/configs/{name}.py:tiny", str(tmp / name),
-             str(tmp / f"{name}.npz")]
+@pytest.mark.xdist_group("tiny_gan")
+def test_four_devices_match_one(tiny_run, tmp_path):
+  """The batch sharded over 4 devices gives the 1-device result (the gan,
+  whose batch norm sees per-device shards; tests/test_multihost.py compares
+  the vae on 1 and 4 devices and on 2 processes)."""
+  npz = tmp_path / "gan.npz"
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "tests", "tiny_run.py")] + args,
+      [sys.executable, os.path.join(ROOT, "tests", "tiny_run.py"),
+       f"{ROOT}/configs/gan.py:tiny", str(tmp_path / "gan"), str(npz)],
       cwd=ROOT, env=clis.env(4), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return {name: dict(np.load(tmp / f"{name}.npz")) for name in ("vae", "gan")}
-
-
-@pytest.mark.parametrize("name", ["vae", "gan"])
-def test_four_devices_match_one(name, tiny_run, four_device_params):
-  """The batch sharded over 4 devices gives the 1-device result."""
-  four = four_device_params[name]
-  one = tiny_run_lib.flat_params(tiny_run(name).result.state)
+  four = dict(np.load(npz))
+  one = tiny_run_lib.flat_params(tiny_run("gan").result.state)
   assert len(jax.devices()) == 1 and int(four.pop("devices")) == 4
   assert four.keys() == one.keys() and len(one) > 4
   for k, v in one.items():
