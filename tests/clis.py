@@ -17,7 +17,11 @@ def env(devices: int = 1) -> dict:
   CPU devices, and the session's XLA compilation cache."""
   out = dict(os.environ)
   out["PYTHONPATH"] = ROOT + os.pathsep + out.get("PYTHONPATH", "")
-  out["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  # Keep the session's flags (conftest's LLVM -O2) and set the devices.
+  flags = [f for f in out.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  out["XLA_FLAGS"] = " ".join(
+      flags + [f"--xla_force_host_platform_device_count={devices}"])
   # Reuse compiled programs across the test processes.
   out["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
   out["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"

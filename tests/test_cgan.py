@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import configlib
 from jaxgen import losses
@@ -27,6 +28,7 @@ from jaxgen.tasks import base
 from jaxgen.tasks import cgan
 from jaxgen.tasks import classifier
 from jaxgen.tasks import gan_base
+from tests import reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -68,25 +70,51 @@ def test_d_loss_is_halved_and_g_loss_adds_weighted_l1():
 
 
 def test_plateau_schedule_reduces_only_without_improvement():
+  """Window 2, patience 1, factor 0.5, floor 0.1: the scale halves at the
+  end of each 2-step window whose mean loss is not below (1 - rtol) times
+  the best window mean so far, and only then."""
   cfg = configlib.adam(lr=0.1, schedule="plateau", plateau_factor=0.5,
                        plateau_patience=1, plateau_window=2,
-                       plateau_cooldown=0, plateau_min_scale=0.01,
+                       plateau_cooldown=0, plateau_min_scale=0.1,
                        plateau_rtol=1e-3)
-  params = {"w": jnp.ones(3)}
+  params = {"w": jnp.zeros(3)}
+  grads = {"w": jnp.ones(3)}
+  tx = optim.make_optimizer(cfg, 100)
+  step = jax.jit(lambda ts, v: gan_base.apply_updates(ts, grads, v, None))
+  ts = base.TrainState.create(apply_fn=None, params=params, tx=tx)
+  windows = [  # (losses of the window's two steps, scale after it)
+      ((4.0, 4.0), 1.0),       # First window: the best so far.
+      ((3.0, 3.0), 1.0),       # Improved.
+      ((2.0, 4.0), 0.5),       # Mean 3: no better -> halved.
+      ((2.0, 2.0), 0.5),       # Improved.
+      ((1.0, 3.5), 0.25),      # One low value, mean 2.25: worse -> halved.
+      ((1.99, 1.99), 0.25),    # Improved by more than rtol (0.5 %).
+      ((1.989, 1.989), 0.125),  # Lower, but by less than rtol -> halved.
+      ((5.0, 5.0), 0.1),       # Worse: halved, but not below the floor.
+      ((1.0, 1.0), 0.1),       # Improved.
+      ((0.5, 9.0), 0.1),       # Worse: stays at the floor.
+  ]
+  got, want, moves = [], [], []
+  for losses, scale_after in windows:
+    for i, loss in enumerate(losses):
+      before = ts.params["w"]
+      ts = step(ts, loss)
+      got.append(float(ts.opt_state[1].scale))
+      # Mid-window the scale is the previous window's.
+      want.append(scale_after if i == len(losses) - 1 else (
+          want[-1] if want else 1.0))
+      moves.append(float(before[0] - ts.params["w"][0]))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  # The scale multiplies Adam's update, which is lr = 0.1 for constant
+  # gradients.
+  np.testing.assert_allclose(moves, 0.1 * np.array(want), rtol=1e-4)
 
-  def scales(values):
-    tx = optim.make_optimizer(cfg, 100)
-    ts = base.TrainState.create(apply_fn=None, params=params, tx=tx)
-    for v in values:
-      ts = gan_base.apply_updates(ts, {"w": jnp.ones(3)}, v, None)
-    return float(ts.opt_state[1].scale)
-
-  assert scales(np.linspace(1.0, 0.1, 12)) == 1.0  # Improving: no change.
-  assert scales([1.0] * 12) < 0.2  # Flat: halved repeatedly.
   # The other schedules ignore the value.
-  plain = configlib.adam(lr=0.1, schedule="linear")
-  tx = optim.make_optimizer(plain, 10)
-  tx.update({"w": jnp.ones(3)}, tx.init(params), params, value=1.0)
+  plain = optim.make_optimizer(configlib.adam(lr=0.1, schedule="linear"), 10)
+  opt_state = plain.init(params)
+  for value in (1.0, 100.0):
+    updates, _ = plain.update(grads, opt_state, params, value=value)
+    np.testing.assert_allclose(updates["w"], -0.1, rtol=1e-4)
 
 
 # Data.
@@ -137,7 +165,7 @@ def test_training_batches_keep_sketch_and_photo_aligned(tmp_path):
   # The loop's test split is val, deterministic, at the crop size.
   test = pipeline.build(config.data, "test")
   assert test.augment is None and len(test.source) == 2
-  e1, e2 = test.source[0], test.source[0]
+  e1, e2 = test.source[0], pipeline.build(config.data, "test").source[0]
   np.testing.assert_array_equal(e1["photo"], e2["photo"])
   assert e1["photo"].shape == (32, 32, 3) and e1["photo"].min() >= -1
 
@@ -261,7 +289,9 @@ def test_val_l1_decreases_and_outputs_are_complete(unet_run):
                 grid[2:18, 38:54].astype(int)[..., 2]).max() > 10  # Colour.
 
 
-def test_eval_metrics_match_evaluation_module(unet_run):
+def test_eval_metrics_match_independent_references(unet_run):
+  """The loop's in-jit l1/psnr/ssim equal plain numpy formulas (SSIM: an
+  explicit Gaussian-window implementation) on the generated images."""
   config = ml_collections.ConfigDict(json.load(open(os.path.join(
       unet_run.workdir, "config.json"))))
   task = cgan.CGANTask(config)
@@ -270,12 +300,21 @@ def test_eval_metrics_match_evaluation_module(unet_run):
   batch.pop("mask")
   task.init_state(jax.random.key(0), batch)  # Builds the modules.
   got = jax.jit(task.eval_step)(unet_run.state, batch, jax.random.key(0))
-  fake = jax.jit(task.translate)(unet_run.state, batch["sketch"])
-  want = {"l1": paired_eval.l1_error, "psnr": paired_eval.psnr,
-          "ssim": paired_eval.ssim}
-  for name, fn in want.items():
-    np.testing.assert_allclose(got[name], fn(fake, batch["photo"], (-1, 1)),
-                               rtol=1e-4, atol=1e-5, err_msg=name)
+  fake = np.asarray(jax.jit(task.translate)(unet_run.state, batch["sketch"]),
+                    np.float64)
+  a, b = (fake + 1) / 2, (np.asarray(batch["photo"], np.float64) + 1) / 2
+  mse = np.mean((a - b) ** 2, axis=(1, 2, 3))
+  want = {"l1": np.mean(np.abs(a - b), axis=(1, 2, 3)),
+          "psnr": -10 * np.log10(mse),
+          "ssim": [reference.ssim_numpy(a[i], b[i]) for i in range(len(a))]}
+  for name, value in want.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=2e-5,
+                               err_msg=name)
+  # The public evaluation functions agree as well.
+  np.testing.assert_allclose(paired_eval.ssim(fake, batch["photo"], (-1, 1)),
+                             want["ssim"], atol=2e-5)
+  # A trained generator on 16 px faces: clearly related, far from perfect.
+  assert 0.1 < np.mean(want["ssim"]) < 0.99 and np.all(mse > 0)
 
 
 def test_labels_variant_end_to_end(labels_run):
@@ -302,14 +341,49 @@ def test_encoder_variant_with_two_generator_steps_per_d_step(tmp_path):
 def test_classifier_on_real_vs_generated(labels_run, tmp_path):
   config = configlib.load_config_file(
       os.path.join(ROOT, "configs", "classifier.py:tiny"))
+  # Enough steps at a larger constant lr for the tiny CNN to learn the hair
+  # colour; evaluated once, on the whole (8-face) test split.
+  config.optim.update(lr=3e-3, schedule="constant")
+  config.train.update(num_steps=30, log_every=10, eval_every=30,
+                      eval_batches=-1, sample_every=30, checkpoint_every=30,
+                      checkpoint_at_epoch_end=False)
   clf = train.train_and_evaluate(config, str(tmp_path / "cls"))
-  assert 0 <= clf.eval_metrics["eval/accuracy"] <= 1
+
+  # The same faces are the labelled cGAN's test split.
+  cgan_config = ckpt_lib.stored_config(labels_run.workdir)
+  test_ds = pipeline.build(cgan_config.data, "test")
+  batch = pipeline.first_batch(test_ds, 8)
+  batch.pop("mask")
+  labels = np.asarray(batch["label"])
+  assert labels.tolist() == [0, 1, 1, 1, 0, 0, 0, 0]  # Majority: 5 / 8.
+  clf_task = classifier.ClassifierTask(config)
+  clf_task.init_state(jax.random.key(0), batch)  # Builds the modules.
+  g_task = cgan.CGANTask(cgan_config)
+  g_task.init_state(jax.random.key(0), batch)
+  predict = backend.jit(clf_task.predict)
+  translate = backend.jit(g_task.translate)
+
+  def accuracy(images, target):
+    return np.mean(np.argmax(predict(clf.state, images), -1) == target)
+
+  acc_real = accuracy(batch["photo"], labels)
+  assert acc_real > 5 / 8  # Better than always answering "dark hair".
+  assert clf.eval_metrics["eval/accuracy"] == pytest.approx(acc_real)
+  def generated(label):
+    return translate(labels_run.state, batch["sketch"], label,
+                     jax.random.key(0))
+
+  want = {"acc_real": acc_real,
+          "acc_generated": accuracy(generated(labels), labels),
+          "acc_requested": np.mean([
+              accuracy(generated(np.full_like(labels, c)), c)
+              for c in (0, 1)])}
   out = classifier.main(["--classifier_workdir", clf.workdir,
                          "--cgan_workdir", labels_run.workdir,
-                         "--batch_size", "4"])
+                         "--batch_size", "8"])
   assert out["n"] == 8
-  for key in ("acc_real", "acc_generated", "acc_requested"):
-    assert 0.0 <= out[key] <= 1.0
+  for key, value in want.items():
+    assert out[key] == pytest.approx(value), key
   with pytest.raises(ValueError, match="not label-conditioned"):
     classifier.evaluate_generated(clf.workdir, _unlabelled(tmp_path))
 

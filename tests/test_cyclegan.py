@@ -300,29 +300,31 @@ def _params(state):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("cyc") / "run")
-  return train.train_and_evaluate(_tiny(), workdir)
+def cyc_run(tiny_run):
+  """The unchanged :tiny run, shared with tests/test_train.py (conftest)."""
+  return tiny_run("cyclegan").result
 
 
-def test_tiny_run_trains_evaluates_and_writes_grids(tiny_run):
-  assert tiny_run.step == 8  # 2 epochs of 8 images at batch 2.
+@pytest.mark.xdist_group("tiny_cyclegan")
+def test_tiny_run_trains_evaluates_and_writes_grids(cyc_run):
+  assert cyc_run.step == 8  # 2 epochs of 8 images at batch 2.
   for key in ("train/cycle_a", "train/idt_b", "train/d_a", "train/d_b",
               "train/g_ab", "train/g_ba"):
-    assert np.isfinite(tiny_run.train_metrics[key])
+    assert np.isfinite(cyc_run.train_metrics[key])
   for key in ("eval/l1_BtoA", "eval/ssim_AtoB", "eval/cycle_a"):
-    assert np.isfinite(tiny_run.eval_metrics[key])
-  grid = np.asarray(Image.open(os.path.join(tiny_run.outputs["samples"],
+    assert np.isfinite(cyc_run.eval_metrics[key])
+  grid = np.asarray(Image.open(os.path.join(cyc_run.outputs["samples"],
                                             "a_to_b_latest.png")))
   assert grid.shape == (2 * 18 + 2, 3 * 18 + 2, 3)
   # The pools filled with the step's fakes (capacity 3, two per step).
-  state = tiny_run.state
+  state = cyc_run.state
   assert int(state.pool_a.count) == 3 and int(state.pool_b.count) == 3
   assert np.abs(np.asarray(state.pool_b.images)).max() > 0
-  assert os.path.exists(tiny_run.outputs.get("loss_plot", ""))
+  assert os.path.exists(cyc_run.outputs.get("loss_plot", ""))
 
 
-def test_resume_is_bit_identical_including_pools(tiny_run, tmp_path):
+@pytest.mark.xdist_group("tiny_cyclegan")
+def test_resume_is_bit_identical_including_pools(cyc_run, tmp_path):
   workdir = str(tmp_path / "resumed")
   first = train.train_and_evaluate(_tiny(), workdir, stop_after=3)
   assert first.step == 3
@@ -339,6 +341,6 @@ def test_resume_is_bit_identical_including_pools(tiny_run, tmp_path):
     np.testing.assert_array_equal(got[k], want[k], err_msg=k)
   second = train.train_and_evaluate(_tiny(), workdir)
   assert second.step == 8
-  want, got = _params(tiny_run.state), _params(second.state)
+  want, got = _params(cyc_run.state), _params(second.state)
   for k in want:
     np.testing.assert_array_equal(got[k], want[k], err_msg=k)

@@ -67,15 +67,21 @@ def _random_case(shape, seed=0, kernel_size=4):
 
 
 def _value_and_grads(module, params, x):
-  """Output and grads of a random projection, so every element matters."""
-  y = module.apply({"params": params}, x)
-  proj = jax.random.normal(jax.random.PRNGKey(1), y.shape, y.dtype)
+  """Output and grads of a random projection, so every element matters;
+  one compiled forward and backward per module."""
+  def fwd(p, x):
+    return module.apply({"params": p}, x)
 
-  def loss(p, x):
-    return jnp.sum(module.apply({"params": p}, x) * proj)
+  shape = jax.eval_shape(fwd, params, x)
+  proj = np.random.default_rng(1).normal(size=shape.shape).astype(
+      shape.dtype)
 
-  grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-  return y, grads
+  @jax.jit
+  def run(p, x, proj):
+    y, vjp = jax.vjp(fwd, p, x)
+    return y, vjp(proj)
+
+  return run(params, x, proj)
 
 
 def _assert_close(actual, expected, what):
@@ -152,7 +158,8 @@ def test_no_bias(kind):
   del params["bias"]
   for impl in _impls(kind):
     m = _module(kind, 5, impl, use_bias=False)
-    assert set(m.init(jax.random.PRNGKey(0), x)["params"]) == {"kernel"}
+    assert set(jax.eval_shape(m.init, jax.random.PRNGKey(0), x)["params"]
+               ) == {"kernel"}
     y = m.apply({"params": params}, x)
     ref = _reference(kind, 5).apply(
         {"params": dict(params, bias=jnp.zeros(5))}, x)
@@ -195,12 +202,12 @@ def test_bfloat16_compute(kind):
   ref = _reference(kind, 12).apply({"params": params}, x)
   for impl in _impls(kind):
     m = _module(kind, 12, impl, dtype=jnp.bfloat16)
-    y = m.apply({"params": params}, x)
+    y = jax.jit(m.apply)({"params": params}, x)
     assert y.dtype == jnp.bfloat16
     scale = float(jnp.abs(ref).max())
     assert float(jnp.abs(y.astype(jnp.float32) - ref).max()) < 3e-2 * scale
     # Params stay float32 under a bf16 compute dtype.
-    p = m.init(jax.random.PRNGKey(0), x)["params"]
+    p = jax.eval_shape(m.init, jax.random.PRNGKey(0), x)["params"]
     assert p["kernel"].dtype == jnp.float32
 
 

@@ -9,6 +9,7 @@ from jaxgen.evaluation import features
 from jaxgen.evaluation import metrics
 from jaxgen.evaluation import paired
 from jaxgen.evaluation import statistics
+from tests import reference
 
 
 def _random_cov(rng, d, n=None):
@@ -197,26 +198,6 @@ class TestPrecisionRecall:
     np.testing.assert_allclose(got, _pr_brute_force(real, fake, 3))
 
 
-def _ssim_numpy(a, b, max_val=1.0, size=11, sigma=1.5, k1=0.01, k2=0.03):
-  """Straightforward SSIM: explicit 2-D Gaussian-weighted windows."""
-  ax = np.arange(size) - (size - 1) / 2
-  g = np.exp(-(ax[:, None] ** 2 + ax[None] ** 2) / (2 * sigma ** 2))
-  g /= g.sum()
-  c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
-  vals = []
-  for ch in range(a.shape[-1]):
-    wa = np.lib.stride_tricks.sliding_window_view(a[..., ch], (size, size))
-    wb = np.lib.stride_tricks.sliding_window_view(b[..., ch], (size, size))
-    ma, mb = (wa * g).sum((-1, -2)), (wb * g).sum((-1, -2))
-    va = (wa ** 2 * g).sum((-1, -2)) - ma ** 2
-    vb = (wb ** 2 * g).sum((-1, -2)) - mb ** 2
-    cov = (wa * wb * g).sum((-1, -2)) - ma * mb
-    s = ((2 * ma * mb + c1) * (2 * cov + c2) /
-         ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
-    vals.append(s)
-  return np.mean(vals)
-
-
 class TestPairedMetrics:
 
   def test_identical_images(self):
@@ -247,7 +228,7 @@ class TestPairedMetrics:
     # Correlated pair, so SSIM is far from 0 and from 1.
     b = np.clip(a + rng.normal(scale=0.2, size=a.shape), 0, 1)
     got = paired.ssim(a.astype(np.float32), b.astype(np.float32))
-    ref = [_ssim_numpy(a[i], b[i]) for i in range(2)]
+    ref = [reference.ssim_numpy(a[i], b[i]) for i in range(2)]
     np.testing.assert_allclose(got, ref, atol=2e-5)
     assert 0.2 < got.min() and got.max() < 0.95
 
@@ -256,7 +237,7 @@ class TestPairedMetrics:
     rng = np.random.default_rng(4)
     a = rng.uniform(size=(3, 13, 17, 2))
     b = np.clip(a + rng.normal(scale=0.15, size=a.shape), 0, 1)
-    ref_ssim = [_ssim_numpy(a[i], b[i]) for i in range(3)]
+    ref_ssim = [reference.ssim_numpy(a[i], b[i]) for i in range(3)]
     ref_psnr = -10 * np.log10(((a - b) ** 2).mean(axis=(1, 2, 3)))
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
     got = jax.jit(paired.batch_metrics)(a32, b32)

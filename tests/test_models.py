@@ -1,11 +1,19 @@
 """Shapes and dtypes of the VAE and DCGAN modules."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from jaxgen.models import dcgan
 from jaxgen.models import vae
+from tests import reference
+
+
+def _key(seed):
+  # XLA:CPU compiles threefry initialisers slowly; rbg keeps this file fast.
+  return jax.random.key(seed, impl="rbg")
 
 
 @pytest.mark.parametrize("res,channels", [(8, 1), (16, 3), (64, 1)])
@@ -13,18 +21,22 @@ def test_vae_shapes(res, channels):
   model = vae.VAE(res=res, channels=channels, latent_dim=5, width=4,
                   max_width=8)
   x = jnp.zeros((2, res, res, channels))
-  rngs = {"params": jax.random.key(0), "latent": jax.random.key(1)}
-  variables = model.init(rngs, x)
-  logits, mean, logvar = model.apply(variables, x,
-                                     rngs={"latent": jax.random.key(2)})
+  rngs = {"params": _key(0), "latent": _key(1)}
+  variables = jax.jit(model.init)(rngs, x)
+  apply = jax.jit(model.apply, static_argnames="sample")
+  logits, mean, logvar = apply(variables, x, rngs={"latent": _key(2)})
   assert logits.shape == x.shape and logits.dtype == jnp.float32
   assert mean.shape == logvar.shape == (2, 5)
-  z = model.apply(variables, jnp.ones((3, 5)), method=vae.VAE.decode)
+  z = jax.eval_shape(functools.partial(model.apply, method=vae.VAE.decode),
+                     variables, jnp.ones((3, 5)))
   assert z.shape == (3, res, res, channels)
   # The posterior mean path is deterministic; the sampled one is not.
-  a = model.apply(variables, x + 0.5, sample=False)[0]
-  b = model.apply(variables, x + 0.5, sample=False)[0]
+  a = apply(variables, x + 0.5, sample=False)[0]
+  b = apply(variables, x + 0.5, sample=False)[0]
   assert jnp.array_equal(a, b)
+  c = apply(variables, x + 0.5, rngs={"latent": _key(3)})[0]
+  d = apply(variables, x + 0.5, rngs={"latent": _key(4)})[0]
+  assert not jnp.array_equal(c, d)
 
 
 @pytest.mark.parametrize("res,channels", [(8, 1), (32, 3), (64, 1)])
@@ -32,12 +44,12 @@ def test_dcgan_shapes(res, channels):
   gen = dcgan.Generator(res=res, channels=channels, width=4, max_width=16)
   disc = dcgan.Discriminator(width=4, max_width=16)
   z = jnp.ones((3, 7))
-  gv = gen.init(jax.random.key(0), z)
-  img = gen.apply(gv, z, train=False)
+  gv = jax.jit(gen.init)(_key(0), z)
+  img = jax.jit(functools.partial(gen.apply, train=False))(gv, z)
   assert img.shape == (3, res, res, channels) and img.dtype == jnp.float32
   assert float(jnp.max(jnp.abs(img))) <= 1.0  # tanh output.
-  dv = disc.init(jax.random.key(1), img)
-  logits = disc.apply(dv, img, train=False)
+  dv = jax.jit(disc.init)(_key(1), img)
+  logits = jax.jit(functools.partial(disc.apply, train=False))(dv, img)
   assert logits.shape == (3,) and logits.dtype == jnp.float32
   assert "batch_stats" in gv
   # D has no normalisation on its first block: with one block, no stats.
@@ -45,11 +57,32 @@ def test_dcgan_shapes(res, channels):
 
 
 def test_dcgan_bfloat16_compute_keeps_float32_params():
+  z = jnp.ones((2, 3))
   gen = dcgan.Generator(res=16, channels=1, width=4, max_width=8,
                         dtype=jnp.bfloat16)
-  v = gen.init(jax.random.key(0), jnp.ones((2, 3)))
+  v = jax.eval_shape(gen.init, _key(0), z)  # Shapes only: no compiling.
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(v["params"]))
-  assert gen.apply(v, jnp.ones((2, 3)), train=False).dtype == jnp.float32
+  apply = lambda m: functools.partial(m.apply, train=False)
+  assert jax.eval_shape(apply(gen), v, z).dtype == jnp.float32
+  # The matmul and every up-convolution run in bfloat16 on the float32
+  # params; with the default dtype the same program is float32 throughout.
+  names = ("conv_general_dilated", "dot_general")
+  bf16 = reference.primitive_input_dtypes(apply(gen), v, z, names=names)
+  f32 = reference.primitive_input_dtypes(apply(gen.clone(dtype=jnp.float32)),
+                                         v, z, names=names)
+  assert sum(f32["conv_general_dilated"].values()) == 2  # Two up-blocks.
+  for name in names:
+    assert set(bf16[name]) == {("bfloat16", "bfloat16")}, bf16
+    assert set(f32[name]) == {("float32", "float32")}, f32
+    assert sum(bf16[name].values()) == sum(f32[name].values())
+  # The discriminator likewise.
+  disc = dcgan.Discriminator(width=4, max_width=8, dtype=jnp.bfloat16)
+  img = jnp.zeros((2, 16, 16, 1))
+  dv = jax.eval_shape(disc.init, _key(1), img)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(dv["params"]))
+  assert jax.eval_shape(apply(disc), dv, img).dtype == jnp.float32
+  convs = reference.primitive_input_dtypes(apply(disc), dv, img)
+  assert set(convs["conv_general_dilated"]) == {("bfloat16", "bfloat16")}
 
 
 def test_bad_resolution_is_clear():

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import zlib
 
 import numpy as np
@@ -145,11 +146,22 @@ def test_resize_and_cache(tmp_path):
   cached = paired.PairedFolder(str(tmp_path), 'train', 9, val_fraction=0.0)
   uncached = paired.PairedFolder(str(tmp_path), 'train', 9, val_fraction=0.0,
                                  cache_bytes=0)
+  first = [cached[i] for i in range(3)]
   for i in range(3):
     for k in ('sketch', 'photo'):
-      np.testing.assert_array_equal(cached[i][k], uncached[i][k])
-      np.testing.assert_array_equal(cached[i][k], cached[i][k])
+      assert first[i][k].shape[:2] == (9, 9)
+      np.testing.assert_array_equal(first[i][k], uncached[i][k])
   assert [p.name for p in cached.pairs] == ['a', 'b', 'c']
+  # Later reads come from memory: the files are no longer needed ...
+  shutil.rmtree(tmp_path / 'train')
+  with pytest.raises(FileNotFoundError):
+    uncached[0]  # pylint: disable=pointless-statement
+  for i in range(3):
+    for k in ('sketch', 'photo'):
+      np.testing.assert_array_equal(cached[i][k], first[i][k])
+  # ... and every read is a copy: editing one leaves the cache intact.
+  first[0]['photo'][:] = 7.0
+  assert cached[0]['photo'].max() <= 1.0
 
 
 def _marked_pair(h=40, w=40, row=5, col=9):

@@ -30,10 +30,16 @@ def _config(variant="tiny", **updates):
   return config
 
 
+def _key(seed):
+  # XLA:CPU compiles threefry bit generation slowly; rbg keeps this file
+  # fast (the end-to-end run at the bottom keeps the loop's default keys).
+  return jax.random.key(seed, impl="rbg")
+
+
 def _task(batch=4, res=16, **updates):
   task = siamese_gan.SiameseGANTask(_config(**updates))
-  images = jax.random.uniform(jax.random.key(1), (batch, res, res, 3))
-  state = task.init_state(jax.random.key(0), {"image": images})
+  images = jax.random.uniform(_key(1), (batch, res, res, 3))
+  state = task.init_state(_key(0), {"image": images})
   return task, state, images
 
 
@@ -52,7 +58,7 @@ def _zero_heads(params, adv_bias=0.0, sim_bias=0.0):
 def test_shapes():
   disc = siamese.SiameseDiscriminator(width=8, max_width=32, sim_hidden=16)
   x = jnp.zeros((5, 32, 32, 3))
-  v = jax.eval_shape(disc.init, jax.random.key(0), x)
+  v = jax.eval_shape(disc.init, _key(0), x)
   (feats, logits), _ = jax.eval_shape(
       lambda v, x: disc.apply(v, x, mutable=["batch_stats"]), v, x)
   assert feats.shape == (5, 4 * 4 * 32) and logits.shape == (5,)
@@ -61,20 +67,20 @@ def test_shapes():
                      v, feats, feats)
   assert s.shape == (5,) and s.dtype == jnp.float32
   gen = dcgan.Generator(res=32, channels=3, width=8, max_width=32)
-  gv = jax.jit(gen.init)(jax.random.key(0), jnp.zeros((2, 100)))
+  gv = jax.jit(gen.init)(_key(0), jnp.zeros((2, 100)))
   out = jax.jit(lambda v, z: gen.apply(v, z, train=False))(
-      gv, 3 * jax.random.normal(jax.random.key(1), (2, 100)))
+      gv, 3 * jax.random.normal(_key(1), (2, 100)))
   assert out.shape == (2, 32, 32, 3)
   assert float(jnp.max(jnp.abs(out))) <= 1.0
   for norm in ("layer", "none"):
     d = siamese.SiameseDiscriminator(width=8, max_width=32, norm=norm)
-    assert "batch_stats" not in jax.eval_shape(d.init, jax.random.key(0), x)
+    assert "batch_stats" not in jax.eval_shape(d.init, _key(0), x)
 
 
 def test_similarity_is_symmetric():
   disc = siamese.SiameseDiscriminator(width=8, max_width=16, sim_hidden=8)
-  v = jax.jit(disc.init)(jax.random.key(0), jnp.zeros((2, 16, 16, 3)))
-  fa, fb = jax.random.normal(jax.random.key(1), (2, 6, 4 * 4 * 16))
+  v = jax.jit(disc.init)(_key(0), jnp.zeros((2, 16, 16, 3)))
+  fa, fb = jax.random.normal(_key(1), (2, 6, 4 * 4 * 16))
   sim = jax.jit(lambda a, b: disc.apply(
       v, a, b, method=siamese.SiameseDiscriminator.similarity_logits))
   np.testing.assert_allclose(sim(fa, fb), sim(fb, fa), rtol=1e-6)
@@ -82,8 +88,8 @@ def test_similarity_is_symmetric():
 
 def test_one_encoder_and_gradients_from_both_branches():
   disc = siamese.SiameseDiscriminator(width=8, max_width=16, sim_hidden=8)
-  a, b = jax.random.uniform(jax.random.key(2), (2, 4, 16, 16, 3))
-  v = jax.jit(disc.init)(jax.random.key(0), a)
+  a, b = jax.random.uniform(_key(2), (2, 4, 16, 16, 3))
+  v = jax.jit(disc.init)(_key(0), a)
   assert sorted(v["params"]) == ["adv_head", "encoder", "sim_head"]
   assert sorted(v["batch_stats"]) == ["encoder"]
 
@@ -146,7 +152,7 @@ def test_losses_known_values(adv_bias, sim_bias):
   if adv_bias == 0.0:
     np.testing.assert_allclose(loss, 2 * LOG2 * 1.5, rtol=1e-5)
   state = state.replace(d=d)
-  loss, (m, _) = task.g_loss(state.g.params, state, real, jax.random.key(3))
+  loss, (m, _) = task.g_loss(state.g.params, state, real, _key(3))
   np.testing.assert_allclose(m["g_adv"], sp(-adv_bias), rtol=1e-5)
   np.testing.assert_allclose(m["g_sim"], sp(-sim_bias), rtol=1e-5)
   np.testing.assert_allclose(loss, sp(-adv_bias) + 2.0 * sp(-sim_bias),
@@ -172,7 +178,7 @@ def test_loss_signs(sign):
   real = jnp.ones((4, 16, 16, 3))
   sp = lambda t: float(np.log1p(np.exp(t)))
   _, (dm, _) = task.d_loss(state.d.params, state.d, real, -real, None)
-  _, (gm, _) = task.g_loss(state.g.params, state, real, jax.random.key(0))
+  _, (gm, _) = task.g_loss(state.g.params, state, real, _key(0))
   np.testing.assert_allclose(dm["d_adv"], 2 * sp(-3 * sign), rtol=1e-5)
   np.testing.assert_allclose(dm["d_sim"], 2 * sp(-2 * sign), rtol=1e-5)
   np.testing.assert_allclose(gm["g_adv"], sp(3 * sign), rtol=1e-5)
@@ -195,14 +201,14 @@ def test_plain_is_a_dcgan_discriminator():
       state.d.variables(), x)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   _, metrics = jax.jit(task.train_step)(state, {"image": images},
-                                        jax.random.key(0))
+                                        _key(0))
   assert "d_sim" not in metrics and "g_sim" not in metrics
 
 
 def test_repeated_d_steps_reduce_d_loss():
   task, state, images = _task(batch=8, **{"d_optim.lr": 2e-3})
   real = images * 2 - 1
-  rng = jax.random.key(5)  # Fixed z: the fakes are the same every step.
+  rng = _key(5)  # Fixed z: the fakes are the same every step.
   step = jax.jit(lambda s: task._d_update(s, real, rng, True))
   _, first = step(state)
   for _ in range(30):
@@ -227,7 +233,7 @@ def test_ema_in_train_step_and_sampling():
   np.testing.assert_array_equal(
       ema0["params"]["Dense_0"]["kernel"], state.g.params["Dense_0"]["kernel"])
   new, _ = jax.jit(task.train_step)(state, {"image": images},
-                                    jax.random.key(0))
+                                    _key(0))
   for part, live in (("params", new.g.params),
                      ("batch_stats", new.g.batch_stats)):
     want = jax.tree_util.tree_map(lambda e, p: 0.9 * e + 0.1 * p, ema0[part],
@@ -237,7 +243,7 @@ def test_ema_in_train_step_and_sampling():
       np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-7)
   sampler = task.sampling_generator(new)
   assert sampler.params is new.ema["params"]
-  imgs = task.generate(new, jax.random.key(1), 3)
+  imgs = task.generate(new, _key(1), 3)
   assert imgs.shape == (3, 16, 16, 3)
   # EMA off: no copy in the state, sampling uses the live generator.
   task, state, _ = _task()

@@ -1,12 +1,14 @@
-"""The shared loop end to end: main per config, exact resume, sharding,
-non-finite losses."""
+"""The shared loop end to end: a run per config, the command line, exact
+resume, sharding, non-finite losses."""
 
 import glob
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from jaxgen import tasks
 from jaxgen import train
 from jaxgen.tasks import vae as vae_task
 from tests import clis
-from tests import tiny_run
+from tests import tiny_run as tiny_run_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3]
@@ -30,26 +32,66 @@ def _config(name, **train_overrides):
   return config
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_main_end_to_end(name, tmp_path):
-  """`python -m jaxgen.main` on each config's tiny variant leaves every
-  promised output in the workdir."""
-  workdir = tmp_path / "run"
-  proc = clis.run("jaxgen.main", f"--config={ROOT}/configs/{name}.py:tiny",
-                  f"--workdir={workdir}", "--config.train.num_steps=4")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "Done: 4 steps" in proc.stderr
-  assert os.path.isdir(workdir / "checkpoints" / "4")
+def _grouped(names):
+  """Parameters that share conftest's tiny runs on one xdist worker."""
+  return [pytest.param(n, marks=pytest.mark.xdist_group(f"tiny_{n}"))
+          for n in names]
+
+
+@pytest.mark.parametrize("name", _grouped(CONFIGS))
+def test_tiny_run_end_to_end(name, tiny_run):
+  """Each config's tiny variant leaves every promised output in the
+  workdir, and its steady-state steps reuse one executable: no retracing
+  per step (e.g. from a Python scalar or a changing dtype in the state),
+  with evaluations, samples and checkpoints in between."""
+  run = tiny_run(name)
+  tc = _config(name).train
+  last = tc.num_steps
+
+  def due(every):
+    return {s for s in range(1, last + 1) if s % every == 0 or s == last}
+
+  workdir = pathlib.Path(run.result.workdir)
+  assert run.result.step == last
+  assert len(run.train_steps) == 1
+  # pylint: disable-next=protected-access
+  assert run.train_steps[0]._cache_size() == 1
+  assert str(last) in os.listdir(workdir / "checkpoints")
   assert (workdir / "loss.png").stat().st_size > 1000
   assert glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
-  pngs = glob.glob(str(workdir / "samples" / "*_0000004.png"))
-  assert pngs, os.listdir(workdir / "samples")
+  for step in due(tc.sample_every):
+    pngs = glob.glob(str(workdir / "samples" / f"*_{step:07d}.png"))
+    assert pngs, os.listdir(workdir / "samples")
   rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
-  assert any(k.startswith("eval/") for r in rows for k in r)
+  assert {r["step"] for r in rows if any(k.startswith("eval/") for k in r)
+          } == due(tc.eval_every)
+  assert {r["step"] for r in rows if any(k.startswith("train/") for k in r)
+          } == due(tc.log_every)
   assert all(np.isfinite(v) for r in rows for v in r.values())
+  assert run.result.eval_metrics and run.result.train_metrics
+  stored = train.ckpt_lib.stored_config(str(workdir))
+  assert stored.train.num_steps == last
+  assert stored.task == _config(name).task
+
+
+def test_main_end_to_end(tmp_path):
+  """`python -m jaxgen.main` trains with command-line overrides applied,
+  says where everything is, and stores the overridden config."""
+  workdir = tmp_path / "run"
+  proc = clis.run("jaxgen.main", f"--config={ROOT}/configs/vae.py:tiny",
+                  f"--workdir={workdir}", "--config.train.num_steps=4",
+                  "--config.train.checkpoint_at_epoch_end=False")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Done: 4 steps" in proc.stderr
+  assert f"checkpoints: {workdir}/checkpoints" in proc.stderr
+  # Every 3 steps and at the end; no epoch-end saves (every 2 steps).
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "4"]
+  assert (workdir / "loss.png").stat().st_size > 1000
+  assert glob.glob(str(workdir / "samples" / "*_0000004.png"))
   stored = train.ckpt_lib.stored_config(str(workdir))
   assert stored.train.num_steps == 4
-  assert stored.task == _config(name).task
+  assert not stored.train.checkpoint_at_epoch_end
+  assert stored.task == "vae"
 
 
 def test_main_unknown_override_is_one_clear_error(tmp_path):
@@ -63,50 +105,48 @@ def test_main_unknown_override_is_one_clear_error(tmp_path):
   assert not os.listdir(tmp_path)  # Nothing written.
 
 
-@pytest.mark.parametrize("name", ["vae", "gan"])
-def test_resume_is_exact(name, tmp_path):
+@pytest.mark.parametrize("name", _grouped(["vae", "gan"]))
+def test_resume_is_exact(name, tiny_run, tmp_path):
   """Interrupted at step 3 and resumed == uninterrupted, bit for bit."""
-  config = _config(name, num_steps=6, checkpoint_every=100,
-                   checkpoint_at_epoch_end=False)
-  straight = train.train_and_evaluate(config, str(tmp_path / "a"))
-  first = train.train_and_evaluate(config, str(tmp_path / "b"), stop_after=3)
+  straight = tiny_run(name).result
+  # Only the stop saves a checkpoint; nothing that affects training differs
+  # from the straight run's config.
+  config = _config(name, checkpoint_every=100, checkpoint_at_epoch_end=False)
+  first = train.train_and_evaluate(config, str(tmp_path), stop_after=3)
   assert first.step == 3
-  assert sorted(os.listdir(tmp_path / "b" / "checkpoints")) == ["3"]
-  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+  resumed = train.train_and_evaluate(config, str(tmp_path))
   assert resumed.step == 6
-  a, b = tiny_run.flat_params(straight.state), tiny_run.flat_params(
+  a, b = tiny_run_lib.flat_params(straight.state), tiny_run_lib.flat_params(
       resumed.state)
   assert a.keys() == b.keys() and len(a) > 4
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-  # The history has one row per logged step, none duplicated by the resume.
-  steps = [r["step"] for r in map(json.loads, open(tmp_path / "b" /
+  # The history has one row per logged step (every 2 and at the stop),
+  # none duplicated by the resume.
+  steps = [r["step"] for r in map(json.loads, open(tmp_path /
                                                    "metrics.jsonl"))
            if "train/loss" in r or "train/d_loss" in r]
-  assert steps == sorted(set(steps))
+  assert steps == [2, 3, 4, 6]
 
 
-@pytest.mark.parametrize("name", ["vae", "gan"])
-def test_four_devices_match_one(name, tmp_path):
-  """The batch sharded over 4 devices gives the 1-device result."""
-  out = {}
-  for devices in (1, 4):
-    npz = tmp_path / f"{devices}.npz"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "tiny_run.py"),
-         f"{ROOT}/configs/{name}.py:tiny", str(tmp_path / f"w{devices}"),
-         str(npz)], cwd=ROOT, env=clis.env(devices), capture_output=True,
-        text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out[devices] = dict(np.load(npz))
-  assert int(out[4]["devices"]) == 4 and int(out[1]["devices"]) == 1
-  moved = 0
-  for k, v in out[1].items():
-    if k == "devices":
-      continue
-    np.testing.assert_allclose(out[4][k], v, rtol=2e-4, atol=2e-5, err_msg=k)
-    moved += 1
-  assert moved > 4
+@pytest.mark.xdist_group("tiny_gan")
+def test_four_devices_match_one(tiny_run, tmp_path):
+  """The batch sharded over 4 devices gives the 1-device result (the gan,
+  whose batch norm sees per-device shards; tests/test_multihost.py compares
+  the vae on 1 and 4 devices and on 2 processes)."""
+  npz = tmp_path / "gan.npz"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tests", "tiny_run.py"),
+       f"{ROOT}/configs/gan.py:tiny", str(tmp_path / "gan"), str(npz)],
+      cwd=ROOT, env=clis.env(4), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  four = dict(np.load(npz))
+  one = tiny_run_lib.flat_params(tiny_run("gan").result.state)
+  assert len(jax.devices()) == 1 and int(four.pop("devices")) == 4
+  assert four.keys() == one.keys() and len(one) > 4
+  for k, v in one.items():
+    np.testing.assert_allclose(four[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
 
 
 class _NanAfterStep3(vae_task.VAETask):
@@ -138,22 +178,3 @@ def test_batch_not_divisible_by_devices_is_clear():
                      "batch_size=8"):
     parallel.check_batch_size(10, mesh)
   parallel.check_batch_size(12, mesh)
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-def test_train_step_compiles_once(name, tmp_path, monkeypatch):
-  """Steady-state steps reuse one executable: no retracing per step (e.g.
-  from a Python scalar or a changing dtype in the state)."""
-  steps = []
-  original = train.jit_train_step
-
-  def capture(task, mesh):
-    steps.append(original(task, mesh))
-    return steps[-1]
-
-  monkeypatch.setattr(train, "jit_train_step", capture)
-  config = _config(name, num_steps=5, eval_every=5, sample_every=5,
-                   checkpoint_every=2)
-  train.train_and_evaluate(config, str(tmp_path))
-  assert len(steps) == 1
-  assert steps[0]._cache_size() == 1  # pylint: disable=protected-access

@@ -1,8 +1,8 @@
-"""Runs a tiny config in a fresh process and saves its final parameters.
+"""Runs tiny configs in a fresh process and saves their final parameters.
 
 Used by tests that need a different device count (XLA_FLAGS must be set
 before JAX starts):
-  python tests/tiny_run.py CONFIG_SPEC WORKDIR OUT_NPZ
+  python tests/tiny_run.py CONFIG_SPEC WORKDIR OUT_NPZ [CONFIG_SPEC ...]
 """
 
 import os
@@ -24,10 +24,13 @@ def flat_params(state):
 
 
 def main():
-  spec, workdir, out = sys.argv[1:4]
-  config = configlib.load_config_file(spec)
-  result = train.train_and_evaluate(config, workdir)
-  np.savez(out, devices=len(jax.devices()), **flat_params(result.state))
+  args = sys.argv[1:]
+  if not args or len(args) % 3:
+    sys.exit(__doc__)
+  for spec, workdir, out in zip(args[::3], args[1::3], args[2::3]):
+    config = configlib.load_config_file(spec)
+    result = train.train_and_evaluate(config, workdir)
+    np.savez(out, devices=len(jax.devices()), **flat_params(result.state))
 
 
 if __name__ == "__main__":
