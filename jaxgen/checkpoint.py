@@ -26,10 +26,21 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from jaxgen import reporting
+
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
   """A JSON-safe dict of the config."""
   return json.loads(config.to_json_best_effort())
+
+
+def _options(keep: int, name: str) -> ocp.CheckpointManagerOptions:
+  # Each manager's barriers get their own names: with several processes,
+  # two managers saving at one step would otherwise meet at one barrier.
+  return ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=name))
 
 
 class _Position:
@@ -60,19 +71,17 @@ class Checkpointer:
                best_mode: str = "min"):
     if best_mode not in ("min", "max"):
       raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}.")
-    self.workdir = os.path.abspath(workdir)
+    self.workdir = reporting.workdir_path(workdir)
     items = ("state", "data", "meta")
     self.latest = ocp.CheckpointManager(
         os.path.join(self.workdir, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        item_names=items)
+        options=_options(keep, "latest"), item_names=items)
     self.best_metric, self.best_mode = best_metric, best_mode
     self.best = None
     self.best_value = None
     if best_metric:
       self.best = ocp.CheckpointManager(
-          os.path.join(self.workdir, "best"),
-          options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+          os.path.join(self.workdir, "best"), options=_options(1, "best"),
           item_names=items)
       step = self.best.latest_step()
       if step is not None:
@@ -184,8 +193,9 @@ def stored_config(workdir: str, which: str = "latest") -> ml_collections.ConfigD
     The ConfigDict the run was trained with.
   """
   sub = "best" if which == "best" else "checkpoints"
-  mngr = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), sub),
-                               item_names=("state", "data", "meta"))
+  mngr = ocp.CheckpointManager(
+      os.path.join(reporting.workdir_path(workdir), sub),
+      item_names=("state", "data", "meta"))
   step = mngr.latest_step()
   if step is None:
     raise FileNotFoundError(

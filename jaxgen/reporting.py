@@ -3,14 +3,30 @@
 TensorBoard events and console lines go through clu metric writers; this
 module adds PNG grids, a JSONL history (the source of the loss-curve PNG,
 which survives resumes) and the plot itself.
+
+Paths may be local or any filesystem etils.epath knows (e.g. `gs://` on a
+Cloud TPU VM), so a run's outputs land next to its checkpoints.
 """
 
+import io
 import json
 import os
 from typing import Dict, Iterable, Optional
 
+from etils import epath
 import numpy as np
 from PIL import Image
+
+
+def workdir_path(path: str) -> str:
+  """An absolute local path, or a URL (gs://...) unchanged."""
+  return path if "://" in path else os.path.abspath(path)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+  p = epath.Path(path)
+  p.parent.mkdir(parents=True, exist_ok=True)
+  p.write_bytes(data)
 
 
 def make_grid(images, cols: int = 8, pad: int = 2, pad_value: float = 0.5
@@ -41,36 +57,51 @@ def make_grid(images, cols: int = 8, pad: int = 2, pad_value: float = 0.5
 
 def save_png(path: str, grid: np.ndarray) -> str:
   """Writes a uint8 [H, W, 1|3] array as PNG; returns the path."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   arr = grid[..., 0] if grid.shape[-1] == 1 else grid
-  Image.fromarray(arr).save(path)
+  buf = io.BytesIO()
+  Image.fromarray(arr).save(buf, format="PNG")
+  _write_bytes(path, buf.getvalue())
   return path
 
 
 class History:
-  """Append-only JSONL of {"step", metrics...}, trimmed on resume."""
+  """Append-only JSONL of {"step", metrics...}, trimmed on resume.
+
+  Local files are appended to; on object stores (gs://), which cannot
+  append, the file is rewritten from the rows kept in memory.
+  """
 
   def __init__(self, path: str):
     self.path = path
+    self._append = "://" not in path
+    self._rows = None if self._append else self.read()
 
   def trim(self, step: int) -> None:
     """Drops entries after `step` (they belong to a run that was lost)."""
     kept = [r for r in self.read() if r["step"] <= step]
-    with open(self.path, "w") as f:
-      for r in kept:
-        f.write(json.dumps(r) + "\n")
+    if not self._append:
+      self._rows = kept
+    self._write(kept, "w")
+
+  def _write(self, rows, mode):
+    with epath.Path(self.path).open(mode) as f:
+      f.write("".join(json.dumps(r) + "\n" for r in rows))
 
   def append(self, step: int, scalars: Dict[str, float]) -> None:
     row = {"step": int(step)}
     row.update({k: float(v) for k, v in scalars.items()})
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    if self._append:
+      self._write([row], "a")
+    else:
+      self._rows.append(row)
+      self._write(self._rows, "w")
 
   def read(self):
-    if not os.path.exists(self.path):
+    path = epath.Path(self.path)
+    if not path.exists():
       return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines()
+            if line.strip()]
 
 
 def plot_history(rows: Iterable[dict], path: str,
@@ -120,6 +151,8 @@ def plot_history(rows: Iterable[dict], path: str,
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=90)
   plt.close(fig)
+  _write_bytes(path, buf.getvalue())
   return path

@@ -17,6 +17,7 @@ from typing import Dict, Optional
 from absl import logging
 from clu import metric_writers
 from clu import metrics as clu_metrics
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -218,10 +219,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns:
     A RunResult with the final state, metrics and output paths.
   """
-  workdir = os.path.abspath(workdir)
+  workdir = reporting.workdir_path(workdir)
   # Before any data or model work: a workdir of another model is one error.
   run_lib.check_resumable(workdir, config)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   is_main = distributed.is_main()
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
@@ -268,8 +269,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   history = reporting.History(os.path.join(workdir, "metrics.jsonl"))
   if is_main:
     history.trim(start)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    epath.Path(workdir, "config.json").write_text(
+        config.to_json_best_effort(indent=2))
 
   # TensorBoard events from process 0 only; console lines come from the
   # progress log below rather than a second LoggingWriter copy.

@@ -58,7 +58,9 @@ def standin_extractor(resize_mode="bilinear-tf", batch_size=64):
   return ex
 
 
-def _use_standin(mp, cache_dir):
+def use_standin(mp, cache_dir):
+  """Replaces the Inception network by `_standin_forward` (16 features)
+  and the statistics cache by `cache_dir`."""
   mp.setattr(inception, "FEATURE_DIM", DIM)
   mp.setattr(in_training, "get_extractor", standin_extractor)
   mp.setenv(weights.ENV_CACHE, str(cache_dir))
@@ -66,7 +68,7 @@ def _use_standin(mp, cache_dir):
 
 @pytest.fixture(autouse=True)
 def standin(monkeypatch, tmp_path):
-  _use_standin(monkeypatch, tmp_path / "cache")
+  use_standin(monkeypatch, tmp_path / "cache")
 
 
 def _no_weights(monkeypatch, tmp_path):
@@ -90,7 +92,7 @@ def run_dir(tmp_path_factory):
   """A 4-step DCGAN run with FID every 2 steps and best by eval/fid."""
   workdir = str(tmp_path_factory.mktemp("gan_fid"))
   with pytest.MonkeyPatch.context() as mp:
-    _use_standin(mp, tmp_path_factory.mktemp("cache"))
+    use_standin(mp, tmp_path_factory.mktemp("cache"))
     train.train_and_evaluate(_gan_config(), workdir)
   return workdir
 

@@ -7,6 +7,7 @@ user or launch/local.sh would start it.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,8 +102,9 @@ def _wait_for_line(procs, text, timeout=TIMEOUT):
   raise TimeoutError(text)
 
 
-def _state(workdir, step=None):
-  run = run_lib.load(workdir, step=step)
+def _state(workdir):
+  """(step, flat state) of the newest checkpoint, restored here."""
+  run = run_lib.load(workdir, "latest")
   return run.step, tiny_run_lib.flat_params(run.state)
 
 
@@ -128,6 +130,13 @@ def runs(tmp_path_factory):
   out["preempt_logs"] = [open(l).read() for _, l in procs]
   out["preempt_ckpts"] = sorted(
       int(s) for s in os.listdir(os.path.join(out["preempted"], "checkpoints")))
+  # A copy of that checkpoint alone, for a single process to continue.
+  out["copy"] = str(tmp / "copy")
+  os.makedirs(os.path.join(out["copy"], "checkpoints"))
+  shutil.copytree(
+      os.path.join(out["preempted"], "checkpoints",
+                   str(out["preempt_ckpts"][-1])),
+      os.path.join(out["copy"], "checkpoints", str(out["preempt_ckpts"][-1])))
   out["resume_logs"] = _run(out["preempted"], 2)
   return out
 
@@ -180,23 +189,20 @@ def test_sigterm_saves_on_every_process_and_resumes_exactly(runs):
 
 
 @pytest.mark.xdist_group("tiny_vae")
-def test_pair_checkpoint_resumes_in_one_process(runs, tiny_run, tmp_path):
-  """The pair's checkpoint restores in one process with the same state, and
-  training continues at the next global batch as an uninterrupted run."""
+def test_pair_checkpoint_resumes_in_one_process(runs, tiny_run):
+  """The pair's checkpoint restores in one process (here, on 1 device) and
+  training continues at the next global batch: the result is that of an
+  uninterrupted 1-device run."""
   stop = runs["preempt_ckpts"][-1]
-  _, pair_state = _state(runs["preempted"], step=stop)
-  workdir = tmp_path / "one"
-  src = os.path.join(runs["preempted"], "checkpoints", str(stop))
-  os.makedirs(workdir / "checkpoints")
-  subprocess.run(["cp", "-r", src, str(workdir / "checkpoints")], check=True)
-  _, restored = _state(str(workdir))  # In this (1-device) process.
-  for k, v in pair_state.items():
-    np.testing.assert_array_equal(restored[k], v, err_msg=k)
-  logs = _run(str(workdir), 1, devices=1)
+  step, restored = _state(runs["copy"])  # In this (1-device) process.
+  single = tiny_run_lib.flat_params(tiny_run("vae").result.state)
+  # Parameters, optimizer moments and counters: the whole state.
+  assert step == stop and restored.keys() == single.keys()
+  assert any("opt_state" in k for k in restored)
+  logs = _run(runs["copy"], 1, devices=1)
   assert f"Resumed from the checkpoint at step {stop}" in logs[0]
   assert "no input position for process 0 of 1" in logs[0]
-  _, final = _state(str(workdir))
-  single = tiny_run_lib.flat_params(tiny_run("vae").result.state)
+  _, final = _state(runs["copy"])
   for k, v in single.items():
     np.testing.assert_allclose(final[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
 
@@ -214,3 +220,31 @@ def test_a_killed_process_stops_the_other(tmp_path):
   assert time.time() - start < 6 * timeout
   log = open(procs[0][1]).read()
   assert "another task died" in log or "heartbeat" in log, log[-3000:]
+
+
+@pytest.mark.parametrize("name", ["gan", "cyclegan"])
+def test_fid_of_the_pair_equals_one_process(name, tmp_path):
+  """Generated (gan) and translated (cyclegan, per direction) images: each
+  process scores its share and the features are gathered in order, so FID
+  and KID equal the single-process values; process 0 alone writes the
+  reference statistics."""
+  script = os.path.join(ROOT, "tests", "multihost_fid.py")
+  spec = f"{ROOT}/configs/{name}.py:tiny"
+  out = {}
+  for processes in (1, 2):
+    cache, result = tmp_path / f"cache{processes}", tmp_path / f"{processes}"
+    args = [sys.executable, script, spec, str(cache), str(result)]
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen(
+        args + ([coordinator, str(processes), str(i)] if processes > 1
+                else []), cwd=ROOT, env=clis.env(2 if processes > 1 else 1),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(processes)]
+    logs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * processes, logs
+    out[processes] = json.loads(result.read_text())
+    assert len(list(cache.glob("fid_stats/*.npz"))) == len(out[processes]) // 2
+  assert out[1].keys() == out[2].keys() and "eval/kid" in "".join(out[1])
+  for k, v in out[1].items():
+    assert v > 0, (k, v)
+    np.testing.assert_allclose(out[2][k], v, rtol=1e-4, err_msg=k)

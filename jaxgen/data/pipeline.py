@@ -161,6 +161,9 @@ def eval_batches(dataset: Dataset, batch_size: int,
   n = len(src)
   if not n:
     raise ValueError("The evaluation split is empty.")
+  if batch_size % jax.process_count():
+    raise ValueError(f"Batch size {batch_size} is not divisible by the "
+                     f"{jax.process_count()} processes.")
   per_process = batch_size // jax.process_count()
   offset = jax.process_index() * per_process
   num = -(-n // batch_size)

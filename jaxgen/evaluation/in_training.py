@@ -22,6 +22,9 @@ The same functions serve `python -m jaxgen.evaluate`: `get_extractor`
 (the one place the Inception network is obtained, so tests can substitute a
 small stand-in), `dataset_key`, `real_images`, `generated_images`,
 `translated_images`, `reference` and `set_metrics`.
+
+With several processes each computes the features of its share of the
+images and the features are all-gathered (jaxgen/evaluation/multiprocess.py).
 """
 
 import hashlib
@@ -39,6 +42,7 @@ from jaxgen import configlib
 from jaxgen.data import pipeline
 from jaxgen.evaluation import features
 from jaxgen.evaluation import metrics
+from jaxgen.evaluation import multiprocess
 from jaxgen.evaluation import statistics
 from jaxgen.evaluation import weights as weights_lib
 from jaxgen.tasks import base
@@ -282,9 +286,33 @@ class FIDEvaluator:
         kwargs.update(split="test_targets" + (f"_{direction}" if direction
                                               else ""),
                       fn=self._directions[direction][1])
-      self._reference[direction] = reference(
-          self.data_cfg, self.test_ds, self.extractor, **kwargs)
+      if jax.process_count() > 1:
+        self._reference[direction] = self._gathered_reference(**kwargs)
+      else:
+        self._reference[direction] = reference(
+            self.data_cfg, self.test_ds, self.extractor, **kwargs)
     return self._reference[direction]
+
+  def _gathered_reference(self, batch_size, split="test", num_images=None,
+                          fn=None):
+    """`reference` with every process reading its rows (same cache)."""
+    first = {k: np.asarray(v)[None] for k, v in self.test_ds.source[0].items()}
+    first = first["image"] if fn is None else np.asarray(fn(first))
+    path = statistics.reference_statistics_path(
+        dataset_key(self.data_cfg), split,
+        "x".join(str(d) for d in first.shape[1:]), self.extractor.resize_mode,
+        self.extractor.normalization, num_images or None)
+
+    def compute():
+      stats = multiprocess.gathered_statistics(
+          real_images(self.test_ds, batch_size, fn), self.extractor,
+          VALUE_RANGE)
+      if num_images:
+        stats = multiprocess.from_features(stats.features[:num_images],
+                                           self.extractor)
+      return stats
+
+    return multiprocess.cached_reference(path, compute)
 
   def _metrics(self, real, images, num, what: str,
                suffix: str = "") -> Dict[str, float]:
@@ -307,8 +335,34 @@ class FIDEvaluator:
                  time.time() - start)
     return out
 
+  def _gathered_metrics(self, state) -> Dict[str, float]:
+    """`__call__` with several processes, each on its share of images."""
+    state = multiprocess.local_copy(state)
+    out = {}
+    if self._generate is not None:
+      sets = {"": (self.reference(), multiprocess.generated_blocks(
+          self._generate, state, self.rng, self.cfg.fid_num,
+          self.cfg.fid_batch_size))}
+    else:
+      sets = {direction: (self.reference(direction), (o for o, _ in (
+          translated_images(translate, state, self.test_ds, self.rng,
+                            self.cfg.fid_batch_size))))
+              for direction, (translate, _) in self._directions.items()}
+    for direction, (real, blocks) in sets.items():
+      fake = multiprocess.gathered_statistics(blocks, self.extractor,
+                                              VALUE_RANGE)
+      suffix = f"_{direction}" if direction else ""
+      out[f"eval/fid{suffix}"] = metrics.frechet_distance(
+          real.mu, real.sigma, fake.mu, fake.sigma)
+      if self.cfg.kid_subsets > 0:
+        out[f"eval/kid{suffix}"], _ = metrics.kernel_inception_distance(
+            real.features, fake.features, num_subsets=self.cfg.kid_subsets)
+    return out
+
   def __call__(self, state) -> Dict[str, float]:
     """{"eval/fid", "eval/kid"} (per direction for translations)."""
+    if jax.process_count() > 1:
+      return self._gathered_metrics(state)
     if self._generate is not None:
       return self._metrics(
           self.reference(),
