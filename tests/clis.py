@@ -14,14 +14,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def env(devices: int = 1) -> dict:
   """The environment of a test subprocess: this checkout first, `devices`
-  CPU devices, and the session's XLA compilation cache."""
+  CPU devices, and the session's XLA compilation cache and flags.
+
+  The flags are this process's (tests/conftest.py may add some) with the
+  device count replaced; for one device, the default, none is added, so a
+  subprocess's cache keys are those of the same programs compiled here (XLA
+  flags are part of the key) and each finds what the other compiled.
+  """
   out = dict(os.environ)
   out["PYTHONPATH"] = ROOT + os.pathsep + out.get("PYTHONPATH", "")
-  # Keep the session's flags (conftest's LLVM -O2) and set the devices.
-  flags = [f for f in out.get("XLA_FLAGS", "").split()
+  out.pop("JAX_NUM_CPU_DEVICES", None)
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_force_host_platform_device_count")]
-  out["XLA_FLAGS"] = " ".join(
-      flags + [f"--xla_force_host_platform_device_count={devices}"])
+  if devices != 1:
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+  out["XLA_FLAGS"] = " ".join(flags)
   # Reuse compiled programs across the test processes.
   out["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
   out["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
