@@ -197,6 +197,10 @@ def run_case(spec, steps=10, warmup=2, batch_size=0, dtype="",
          "jax": jax.__version__}
 
   ds = pipeline.build(config.data, "train")
+  # As the loop does: epoch-based configs (CycleGAN) learn their length in
+  # steps, which their LR schedules need, from the data.
+  config = train.with_data_facts(config, len(ds.source))
+  tc = config.train
   # As in the loop: init from the first examples, steps on iterator batches
   # (which may differ in size, e.g. pix2pix's random crops).
   example = pipeline.first_batch(ds, tc.batch_size)
