@@ -16,7 +16,9 @@ its time on, so:
 It also trains each config's :tiny variant at most once per test process
 (`tiny_run`), for every test that only inspects such a run; tests that use
 it carry `pytest.mark.xdist_group(f"tiny_{name}")` so that pytest-xdist
-(`--dist loadgroup`, see setup.cfg) sends them to one worker.
+(`--dist loadgroup`, see setup.cfg) sends them to one worker. Expensive
+fixtures are session-scoped even when one module uses them: xdist may run
+other modules' tests in between, which tears module-scoped ones down.
 """
 
 import os

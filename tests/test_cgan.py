@@ -246,7 +246,7 @@ def test_procedural_face_labels_and_sketchified_class_folders(tmp_path):
 # End to end (train_and_evaluate), one run per variant.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def unet_run(tmp_path_factory):
   """cgan.py:tiny, evaluated every step on the whole (8-pair) val split."""
   config = _config("tiny", num_steps=30, eval_every=1, eval_batches=-1,
@@ -259,7 +259,7 @@ def unet_run(tmp_path_factory):
   return train.train_and_evaluate(config, workdir)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def labels_run(tmp_path_factory):
   """cgan.py:labels,tiny with the plateau schedule."""
   config = _config("labels,tiny")

@@ -29,7 +29,7 @@ VAE = os.path.join(ROOT, "configs", "vae.py")
 CGAN = os.path.join(ROOT, "configs", "cgan.py")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vae_workdir(tmp_path_factory):
   """A workdir holding a checkpoint of an (untrained) vae.py:tiny model.
 

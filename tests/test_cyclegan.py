@@ -89,7 +89,8 @@ def test_identity_maps_give_zero_cycle_and_identity_loss(monkeypatch):
 def test_pool_fills_then_swaps_about_half_deterministically():
   pool = image_pool.init_pool(4, (1, 1, 1))
   images = jnp.arange(1.0, 5.0).reshape(4, 1, 1, 1)
-  pool, out = image_pool.query(pool, images, jax.random.key(0))
+  query = jax.jit(image_pool.query)  # One program for the 200 calls below.
+  pool, out = query(pool, images, jax.random.key(0))
   np.testing.assert_array_equal(out, images)  # Filling: returned as is.
   np.testing.assert_array_equal(pool.images, images)
   assert int(pool.count) == 4
@@ -97,7 +98,7 @@ def test_pool_fills_then_swaps_about_half_deterministically():
   p = pool
   for i in range(200):
     new = jnp.full((2, 1, 1, 1), 100.0 + i)
-    p, got = image_pool.query(p, new, jax.random.key(i + 1))
+    p, got = query(p, new, jax.random.key(i + 1))
     swapped += int(np.sum(np.asarray(got) != np.asarray(new)))
     total += 2
   assert 0.4 < swapped / total < 0.6
@@ -299,7 +300,7 @@ def _params(state):
           if hasattr(v, "shape")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cyc_run(tiny_run):
   """The unchanged :tiny run, shared with tests/test_train.py (conftest)."""
   return tiny_run("cyclegan").result

@@ -87,7 +87,7 @@ def _gan_config(fid=True, best="eval/fid"):
   return c
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
   """A 4-step DCGAN run with FID every 2 steps and best by eval/fid."""
   workdir = str(tmp_path_factory.mktemp("gan_fid"))

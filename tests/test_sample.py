@@ -18,7 +18,7 @@ from tests import clis
 from tests import fakes
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vae_workdir(tmp_path_factory):
   """vae.py:tiny trained for 2 steps."""
   config = configlib.load_config_file(
@@ -30,7 +30,7 @@ def vae_workdir(tmp_path_factory):
   return workdir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scans(tmp_path_factory):
   """Fake signature scans in two signer folders, and one truncated file."""
   folder = str(tmp_path_factory.mktemp("scans"))

@@ -12,7 +12,6 @@ from jaxgen import configlib
 from jaxgen import image_files
 from jaxgen import run as run_lib
 from jaxgen import tasks as tasks_lib
-from jaxgen import train
 from jaxgen import translate
 from jaxgen.tasks import base
 from tests import clis
@@ -23,28 +22,17 @@ INPUTS = {"a.jpg": ((30, 40), "RGB"), "sub/b.png": ((20, 20), "L"),
           "sub/c.png": ((25, 20), "RGBA"), "sub/d.png": ((16, 16), "I;16")}
 
 
-def _config(name):
-  return configlib.load_config_file(
-      os.path.join(clis.ROOT, "configs", f"{name}.py:tiny"))
+@pytest.fixture(scope="session")
+def cgan_workdir(tiny_run):
+  """cgan.py:tiny (16 px, sketch -> photo), trained once per test process
+  (tests/conftest.py); only read here."""
+  return tiny_run("cgan").result.workdir
 
 
-def _train(config, workdir):
-  config.train.update(num_steps=2, eval_every=2, sample_every=2,
-                      checkpoint_every=2, log_every=2)
-  train.train_and_evaluate(config, workdir)
-  return workdir
-
-
-@pytest.fixture(scope="module")
-def cgan_workdir(tmp_path_factory):
-  """cgan.py:tiny (16 px, sketch -> photo) trained for 2 steps."""
-  return _train(_config("cgan"), str(tmp_path_factory.mktemp("cgan")))
-
-
-@pytest.fixture(scope="module")
-def cyclegan_workdir(tmp_path_factory):
-  """cyclegan.py:tiny (16 px, photo <-> sketch) trained for 2 steps."""
-  return _train(_config("cyclegan"), str(tmp_path_factory.mktemp("cyc")))
+@pytest.fixture(scope="session")
+def cyclegan_workdir(tiny_run):
+  """cyclegan.py:tiny (16 px, photo <-> sketch), as `cgan_workdir`."""
+  return tiny_run("cyclegan").result.workdir
 
 
 def _write_inputs(folder):
@@ -76,6 +64,7 @@ def _outputs(folder):
   return found
 
 
+@pytest.mark.xdist_group("tiny_cgan")
 def test_translate_images_is_the_model_on_prepared_inputs(cgan_workdir):
   r = run_lib.load(cgan_workdir)
   assert r.directions == [""] and r.input_shape() == (16, 16, 1)
@@ -96,6 +85,7 @@ def test_translate_images_is_the_model_on_prepared_inputs(cgan_workdir):
   assert kept[0].shape == (24, 40, 3)
 
 
+@pytest.mark.xdist_group("tiny_cgan")
 def test_translate_folder_from_python(cgan_workdir, tmp_path):
   inputs = _write_inputs(str(tmp_path / "in"))
   out = str(tmp_path / "out")
@@ -113,6 +103,7 @@ def test_translate_folder_from_python(cgan_workdir, tmp_path):
                                         "sub"]
 
 
+@pytest.mark.xdist_group("tiny_cgan")
 def test_translate_cli_cgan(cgan_workdir, tmp_path):
   inputs = _write_inputs(str(tmp_path / "in"))
   out = tmp_path / "out"
@@ -126,6 +117,7 @@ def test_translate_cli_cgan(cgan_workdir, tmp_path):
   assert _outputs(out)["a.png"] == ((30, 40), "RGB")
 
 
+@pytest.mark.xdist_group("tiny_cgan")
 def test_translate_errors(cgan_workdir, tmp_path, capsys):
   inputs = _write_inputs(str(tmp_path / "in"))
   before = sorted(os.listdir(inputs))
@@ -170,6 +162,7 @@ def test_label_conditioned_pix2pix_needs_a_label():
   assert not np.array_equal(by_label[0], by_label[1])
 
 
+@pytest.mark.xdist_group("tiny_cyclegan")
 def test_cyclegan_both_directions(cyclegan_workdir, tmp_path):
   r = run_lib.load(cyclegan_workdir)
   assert r.directions == ["BtoA", "AtoB"] and r.direction() == "BtoA"

@@ -103,7 +103,7 @@ def test_receptive_field_empirically(n_layers, size):
   assert cols[-1] - cols[0] + 1 == field
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_unet():
   """A 16 px U-Net and its variables; the bottleneck block is down3."""
   model = unet.UNet(out_channels=3, width=4, max_width=8)

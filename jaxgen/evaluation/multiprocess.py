@@ -12,7 +12,7 @@ process has it, and written by process 0 only.
 jaxgen.evaluation.in_training calls this when `jax.process_count() > 1`.
 """
 
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List
 
 import jax
 from jax.experimental import multihost_utils
