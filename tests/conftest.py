@@ -82,3 +82,18 @@ def tiny_run(tmp_path_factory):
     return runs[name]
 
   return get
+
+
+# Minutes-long tests that run other processes; started first, so that the
+# second xdist worker takes the many short tests meanwhile (the scheduler
+# hands out work in collection order).
+_LONG = ("tests/test_multihost.py", "tests/test_notebooks.py",
+         "tests/test_cyclegan.py")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    return next((i for i, prefix in enumerate(_LONG)
+                 if item.nodeid.startswith(prefix)), len(_LONG))
+
+  items.sort(key=rank)

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import pytest
 
-# The module's runs are shared by its tests and compared with conftest's
-# in-process gan run: one xdist worker for all.
-pytestmark = pytest.mark.xdist_group("tiny_gan")
+# Tests of the shared runs below, which they compare with conftest's
+# in-process gan run, go to one xdist worker.
+_SHARED = pytest.mark.xdist_group("tiny_gan")
 
 from jaxgen import run as run_lib
 from tests import clis
@@ -150,6 +150,7 @@ def runs(tmp_path_factory):
   return out
 
 
+@_SHARED
 def test_pair_matches_one_process(runs, tiny_run):
   """Same global batches, so the same parameters and eval metrics."""
   assert "Process 1 of 2 (2 local / 4 global devices)" in (
@@ -169,6 +170,7 @@ def test_pair_matches_one_process(runs, tiny_run):
       np.testing.assert_allclose(evals_pair[s][k], v, rtol=1e-4, err_msg=k)
 
 
+@_SHARED
 def test_only_process_0_writes(runs):
   # One metrics row per log step (1 per step) and eval, not one per process.
   rows = _train_rows(runs["pair"])
@@ -177,6 +179,7 @@ def test_only_process_0_writes(runs):
   assert "loss plot: -" in runs["pair_logs"][1]
 
 
+@_SHARED
 def test_sigterm_saves_on_every_process_and_resumes_exactly(runs):
   """SIGTERM to one process: both save at the same step and exit 0; the
   rerun finishes exactly as the uninterrupted pair."""
@@ -196,6 +199,7 @@ def test_sigterm_saves_on_every_process_and_resumes_exactly(runs):
     np.testing.assert_array_equal(resumed[k], v, err_msg=k)
 
 
+@_SHARED
 def test_pair_checkpoint_resumes_in_one_process(runs, tiny_run):
   """The pair's checkpoint restores in one process (here, on 1 device) and
   training continues at the next global batch: the result is that of an
