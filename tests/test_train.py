@@ -5,6 +5,8 @@ import glob
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -125,6 +127,25 @@ def test_resume_is_exact(name, tiny_run, tmp_path):
                                                    "metrics.jsonl"))
            if "train/loss" in r or "train/d_loss" in r]
   assert steps == [2, 3, 4, 6]
+
+
+@pytest.mark.xdist_group("tiny_gan")
+def test_four_devices_match_one(tiny_run, tmp_path):
+  """The batch sharded over 4 devices gives the 1-device result (the gan,
+  whose batch norm statistics must span the devices; tests/test_multihost.py
+  compares the vae on 2 processes x 2 devices with 1 device)."""
+  npz = tmp_path / "gan.npz"
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tests", "tiny_run.py"),
+       f"{ROOT}/configs/gan.py:tiny", str(tmp_path / "gan"), str(npz)],
+      cwd=ROOT, env=clis.env(4), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  four = dict(np.load(npz))
+  one = tiny_run_lib.flat_params(tiny_run("gan").result.state)
+  assert int(four.pop("devices")) == 4
+  assert four.keys() == one.keys() and len(one) > 4
+  for k, v in one.items():
+    np.testing.assert_allclose(four[k], v, rtol=2e-4, atol=2e-5, err_msg=k)
 
 
 class _NanAfterStep3(vae_task.VAETask):
