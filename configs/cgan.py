@@ -73,12 +73,8 @@ def get_config(arg=None):
       upsample_impl="auto",
       downsample_impl="auto",
   ))
-  c.gan = ml_collections.ConfigDict(dict(
-      loss="bce",          # Or "lsgan", "hinge".
-      l1_weight=100.0,     # lambda of the L1 term.
-      d_steps=1,           # Discriminator updates per generator update.
-      g_steps=1,           # Generator updates per discriminator update.
-  ))
+  c.gan = configlib.gan_defaults(
+      loss="bce", l1_weight=100.0)  # l1_weight: lambda of the L1 term.
   # "linear": constant, then linear decay to 0 from decay_start (pix2pix);
   # "plateau": reduce on plateau of the training L1 (see jaxgen/tasks/cgan).
   plateau = dict(plateau_factor=0.5, plateau_patience=5, plateau_cooldown=0,

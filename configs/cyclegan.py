@@ -65,11 +65,7 @@ def get_config(arg=None):
       lambda_b=10.0,         # Cycle B -> A -> B.
       identity=0.5,          # Identity weight, times lambda; 0 = off.
   ))
-  c.gan = ml_collections.ConfigDict(dict(
-      loss="lsgan",          # Or "bce", "hinge".
-      d_steps=1,
-      g_steps=1,
-  ))
+  c.gan = configlib.gan_defaults(loss="lsgan")
   c.pool = ml_collections.ConfigDict(dict(size=50, swap_prob=0.5))
   # Epochs of the data: constant for n_epochs, then linear decay to 0 over
   # n_epochs_decay; train.num_epochs is their sum (the loop turns it into

@@ -32,11 +32,7 @@ def get_config(arg=None):
       upsample_impl="auto",
       downsample_impl="auto",
   ))
-  c.gan = ml_collections.ConfigDict(dict(
-      loss="bce",          # Non-saturating; or "lsgan", "hinge".
-      d_steps=1,           # Discriminator updates per generator update.
-      g_steps=1,           # Generator updates per discriminator update.
-  ))
+  c.gan = configlib.gan_defaults(loss="bce")
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.eval = configlib.fid_defaults()  # FID/KID off unless fid_every > 0.

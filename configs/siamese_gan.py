@@ -68,11 +68,7 @@ def get_config(arg=None):
       d_sim_weight=0.0 if arg.plain else 1.0,  # lambda_D (similarity head).
       g_sim_weight=0.0 if arg.plain else 1.0,  # lambda_G (dissimilarity).
   ))
-  c.gan = ml_collections.ConfigDict(dict(
-      loss="bce",          # Non-saturating; or "lsgan", "hinge".
-      d_steps=1,
-      g_steps=1,
-  ))
+  c.gan = configlib.gan_defaults(loss="bce")
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   batch_size = 64

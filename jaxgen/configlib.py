@@ -115,6 +115,39 @@ def fid_defaults(**overrides) -> ml_collections.ConfigDict:
   return c
 
 
+def gan_defaults(loss="bce", **overrides) -> ml_collections.ConfigDict:
+  """The GAN options every GAN family (gan, siamese_gan, cgan, cyclegan) reads.
+
+  The stability toolbox is off by default; see README "Stability toolbox"
+  for what each option does and the measurements behind the recipes.
+
+  Args:
+    loss: the adversarial loss.
+    **overrides: values that replace the defaults (family-specific fields,
+      e.g. cgan's l1_weight, are added this way).
+
+  Returns:
+    A ConfigDict for `config.gan`.
+  """
+  c = ml_collections.ConfigDict(dict(
+      loss=loss,             # "bce" (non-saturating), "lsgan", "hinge", "wgan".
+      d_steps=1,             # Discriminator updates per generator update.
+      g_steps=1,             # Generator updates per discriminator update.
+      diffaug="",            # DiffAugment policy before every D call, e.g.
+                             # "color,translation,cutout"; "" = off.
+      gp_weight=0.0,         # WGAN-GP gradient penalty on interpolates.
+      r1_weight=0.0,         # R1 penalty (gamma) on real images...
+      r1_every=16,           # ...applied lazily every this many D updates.
+      feature_matching=0.0,  # Weight of the D-feature matching term in G.
+      ema_decay=0.0,         # EMA generator for samples/eval/best; 0 = off.
+      d_spectral_norm=False,  # Spectral normalisation of D's weights.
+      d_scales=1,            # PatchGAN families: discriminators at this many
+                             # scales (1, 1/2, 1/4, ...).
+  ))
+  c.update(overrides)
+  return c
+
+
 def adam(lr=2e-4, b1=0.5, b2=0.999, **extra) -> ml_collections.ConfigDict:
   """An Adam optimizer config (see jaxgen/optim.py)."""
   c = ml_collections.ConfigDict(dict(

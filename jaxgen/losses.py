@@ -64,50 +64,85 @@ def kl_normal(mean, logvar):
                        axis=-1)
 
 
+GAN_LOSSES = ("bce", "lsgan", "hinge", "wgan")
+
+
+def _over_scales(fn, *logits):
+  """fn applied per discriminator scale and averaged.
+
+  Multi-scale discriminators return a list of logits, one per scale; a
+  single array is one scale.
+  """
+  if isinstance(logits[0], (list, tuple)):
+    per_scale = [fn(*ls) for ls in zip(*logits)]
+    return sum(per_scale) / len(per_scale)
+  return fn(*logits)
+
+
 def gan_d_loss(real_logits, fake_logits, kind="bce"):
   """Discriminator loss per example.
 
   Args:
-    real_logits: D output on real data, [batch, ...] (patch outputs allowed).
+    real_logits: D output on real data, [batch, ...] (patch outputs allowed),
+      or a list of such outputs, one per scale (averaged).
     fake_logits: D output on generated data, same shape.
-    kind: "bce" (standard GAN), "lsgan" (least squares, targets 1/0) or
-      "hinge".
+    kind: "bce" (standard GAN), "lsgan" (least squares, targets 1/0),
+      "hinge" or "wgan" (the Wasserstein critic loss, E[D(fake)] - E[D(real)];
+      pair it with `gan.gp_weight` > 0 or spectral normalisation, which keep
+      the critic Lipschitz).
 
   Returns:
-    [batch] loss, averaged over any patch dimensions.
+    [batch] loss, averaged over any patch dimensions and scales.
   """
-  if kind == "bce":
-    loss = bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)
-  elif kind == "lsgan":
-    loss = jnp.square(real_logits - 1.0) + jnp.square(fake_logits)
-  elif kind == "hinge":
-    loss = jax.nn.relu(1.0 - real_logits) + jax.nn.relu(1.0 + fake_logits)
-  else:
-    raise ValueError(
-        f"Unknown GAN loss {kind!r}; valid: 'bce', 'lsgan', 'hinge'.")
-  return _per_example_mean(loss)
+  def one(real_logits, fake_logits):
+    if kind == "bce":
+      loss = (bce_with_logits(real_logits, 1.0) +
+              bce_with_logits(fake_logits, 0.0))
+    elif kind == "lsgan":
+      loss = jnp.square(real_logits - 1.0) + jnp.square(fake_logits)
+    elif kind == "hinge":
+      loss = jax.nn.relu(1.0 - real_logits) + jax.nn.relu(1.0 + fake_logits)
+    elif kind == "wgan":
+      loss = fake_logits - real_logits
+    else:
+      raise ValueError(f"Unknown GAN loss {kind!r}; valid: {GAN_LOSSES}.")
+    return _per_example_mean(loss)
+  return _over_scales(one, real_logits, fake_logits)
 
 
 def gan_g_loss(fake_logits, kind="bce"):
   """Generator loss per example (non-saturating for "bce").
 
   Args:
-    fake_logits: D output on generated data.
-    kind: "bce" (non-saturating -log D(G(z))), "lsgan" or "hinge".
+    fake_logits: D output on generated data, or a list of outputs, one per
+      scale (averaged).
+    kind: "bce" (non-saturating -log D(G(z))), "lsgan", "hinge" or "wgan"
+      (both -D(G(z))).
 
   Returns:
-    [batch] loss, averaged over any patch dimensions.
+    [batch] loss, averaged over any patch dimensions and scales.
   """
-  if kind == "bce":
-    loss = bce_with_logits(fake_logits, 1.0)
-  elif kind == "lsgan":
-    loss = jnp.square(fake_logits - 1.0)
-  elif kind == "hinge":
-    loss = -fake_logits
-  else:
-    raise ValueError(
-        f"Unknown GAN loss {kind!r}; valid: 'bce', 'lsgan', 'hinge'.")
-  return _per_example_mean(loss)
+  def one(fake_logits):
+    if kind == "bce":
+      loss = bce_with_logits(fake_logits, 1.0)
+    elif kind == "lsgan":
+      loss = jnp.square(fake_logits - 1.0)
+    elif kind in ("hinge", "wgan"):
+      loss = -fake_logits
+    else:
+      raise ValueError(f"Unknown GAN loss {kind!r}; valid: {GAN_LOSSES}.")
+    return _per_example_mean(loss)
+  return _over_scales(one, fake_logits)
+
+
+def mean_sigmoid(logits):
+  """Mean of sigmoid(logits) over everything (all scales of a list).
+
+  The "D(x)" probabilities the GAN families report as metrics.
+  """
+  if isinstance(logits, (list, tuple)):
+    return sum(mean_sigmoid(l) for l in logits) / len(logits)
+  return jnp.mean(jax.nn.sigmoid(logits.astype(jnp.float32)))
 
 
 def l1(x, y):
@@ -123,7 +158,7 @@ def halved_d_loss(real_logits, fake_logits, kind="bce"):
   Args:
     real_logits: D output on real data.
     fake_logits: D output on generated data.
-    kind: "bce", "lsgan" or "hinge" (see `gan_d_loss`).
+    kind: one of GAN_LOSSES (see `gan_d_loss`).
 
   Returns:
     Scalar loss.

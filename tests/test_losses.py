@@ -61,8 +61,29 @@ def test_gan_losses_known_values():
                                                                         2.0])
   np.testing.assert_allclose(losses.gan_g_loss(jnp.array([[1.5]]), "hinge"),
                              [-1.5])
-  with pytest.raises(ValueError, match="valid: 'bce', 'lsgan', 'hinge'"):
-    losses.gan_g_loss(zeros, "wgan")
+  # Wasserstein critic: E[D(fake)] - E[D(real)] per example; G: -D(G(z)).
+  np.testing.assert_allclose(
+      losses.gan_d_loss(jnp.array([[2.0, 4.0]]), jnp.array([[1.0, -1.0]]),
+                        "wgan"), [-3.0])
+  np.testing.assert_allclose(losses.gan_g_loss(jnp.array([[1.5]]), "wgan"),
+                             [-1.5])
+  with pytest.raises(ValueError, match="valid: .*'hinge', 'wgan'"):
+    losses.gan_g_loss(zeros, "w1")
+
+
+def test_gan_losses_average_over_scales():
+  # A multi-scale discriminator's list of logits: the mean of the per-scale
+  # losses, each averaged over its own patches.
+  fine = jnp.array([[[1.0], [3.0]]])      # [1, 2, 1]: 2 patches.
+  coarse = jnp.array([[0.0]])             # [1, 1]: 1 patch.
+  np.testing.assert_allclose(
+      losses.gan_g_loss([fine, coarse], "lsgan"), [(2.0 + 1.0) / 2])
+  np.testing.assert_allclose(
+      # Fine: relu(1 - [1, 3]) + relu(1 + 0) = [1, 1]; coarse: 1 + 1.
+      losses.gan_d_loss([fine, coarse], [0 * fine, coarse], "hinge"),
+      [(1.0 + 2.0) / 2])
+  np.testing.assert_allclose(
+      losses.mean_sigmoid([jnp.zeros((2, 3)), jnp.full((1,), 1e4)]), 0.75)
 
 
 def test_gan_loss_signs():

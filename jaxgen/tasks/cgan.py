@@ -205,8 +205,8 @@ class CGANTask(base.Task):
       if apply:
         state = state.replace(
             d=gan_base.apply_updates(state.d, grads, value, stats))
-      return state, {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(rl)),
-                     "d_fake": jnp.mean(jax.nn.sigmoid(fl)),
+      return state, {"d_loss": loss, "d_real": losses.mean_sigmoid(rl),
+                     "d_fake": losses.mean_sigmoid(fl),
                      "d_lr": gan_base.lr_metric(self.config.d_optim,
                                                 self.d_updates, state.d)}
 

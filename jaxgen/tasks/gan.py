@@ -82,8 +82,8 @@ class GANTask(base.Task):
     loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits,
                                       self.config.gan.loss))
     metrics = {"d_loss": loss,
-               "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+               "d_real": losses.mean_sigmoid(real_logits),
+               "d_fake": losses.mean_sigmoid(fake_logits)}
     return loss, (metrics, upd["batch_stats"])
 
   def g_loss(self, g_params, state, real, rng):

@@ -136,16 +136,16 @@ class SiameseGANTask(gan.GANTask):
     f_fake, fake_logits, v = self._encode(v, fake)
     adv = jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
     metrics = {"d_adv": adv,
-               "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+               "d_real": losses.mean_sigmoid(real_logits),
+               "d_fake": losses.mean_sigmoid(fake_logits)}
     loss = adv
     if self.use_similarity:
       s_rr = self._sim(v, f_real, similarity_pairs(f_real))
       s_rf = self._sim(v, f_real, f_fake)
       sim = jnp.mean(losses.gan_d_loss(s_rr, s_rf, kind))
       loss = adv + self.config.siamese.d_sim_weight * sim
-      metrics.update(d_sim=sim, sim_real=jnp.mean(jax.nn.sigmoid(s_rr)),
-                     sim_fake=jnp.mean(jax.nn.sigmoid(s_rf)))
+      metrics.update(d_sim=sim, sim_real=losses.mean_sigmoid(s_rr),
+                     sim_fake=losses.mean_sigmoid(s_rf))
     metrics["d_loss"] = loss
     return loss, (metrics, v.get("batch_stats"))
 
