@@ -133,11 +133,12 @@ def gan_defaults(loss="bce", **overrides) -> ml_collections.ConfigDict:
       loss=loss,             # "bce" (non-saturating), "lsgan", "hinge", "wgan".
       d_steps=1,             # Discriminator updates per generator update.
       g_steps=1,             # Generator updates per discriminator update.
-      diffaug="",            # DiffAugment policy before every D call, e.g.
+      diffaug="",            # DiffAugment policy before every D call of a
+                             # training step (jaxgen/diffaugment.py), e.g.
                              # "color,translation,cutout"; "" = off.
-      gp_weight=0.0,         # WGAN-GP gradient penalty on interpolates.
-      r1_weight=0.0,         # R1 penalty (gamma) on real images...
-      r1_every=16,           # ...applied lazily every this many D updates.
+      gp_weight=0.0,         # WGAN-GP: lambda on (|grad D(x_hat)| - 1)^2.
+      r1_weight=0.0,         # R1 gamma: (gamma / 2) E|grad D(real)|^2...
+      r1_every=16,           # ...on every this-many-th D update, times this.
       feature_matching=0.0,  # Weight of the D-feature matching term in G.
       ema_decay=0.0,         # EMA generator for samples/eval/best; 0 = off.
       d_spectral_norm=False,  # Spectral normalisation of D's weights.

@@ -207,3 +207,95 @@ def sliced_wasserstein(x, y, rng, num_projections=128):
   px = jnp.sort(x @ dirs, axis=0)
   py = jnp.sort(y @ dirs, axis=0)
   return jnp.mean(jnp.abs(px - py))
+
+
+# Discriminator regularisers and the feature-matching generator term.
+#
+# `d_fn` below maps a batch of images to D's output: logits [b], patch logits
+# [b, h, w] or a list of them (one per scale). Its per-example output is the
+# sum over patches and scales, so each example's gradient is taken w.r.t.
+# its own input only (exactly so for per-example normalisation; with
+# BatchNorm in training mode the examples share the batch statistics and the
+# gradient includes that coupling).
+
+
+def _summed_output(d_fn, x):
+  out = d_fn(x)
+  outs = out if isinstance(out, (list, tuple)) else [out]
+  return sum(jnp.sum(o.astype(jnp.float32)) for o in outs)
+
+
+def _per_example_grad_sq_norm(d_fn, x):
+  grads = jax.grad(lambda y: _summed_output(d_fn, y))(x)
+  return _per_example_sum(jnp.square(grads.astype(jnp.float32)))
+
+
+def gradient_penalty(d_fn, real, fake, rng):
+  """WGAN-GP (Gulrajani et al. 2017): (||grad_x d_fn(x_hat)||_2 - 1)^2.
+
+  x_hat = eps * real + (1 - eps) * fake with eps ~ U(0, 1) per example; the
+  gradient norm is over all of an example's pixels.
+
+  Args:
+    d_fn: images -> D output (see above).
+    real: [b, ...] real images.
+    fake: [b, ...] generated images (treated as constants).
+    rng: PRNG key for eps.
+
+  Returns:
+    [b] penalty per example (the caller multiplies by the weight lambda).
+  """
+  real = jax.lax.stop_gradient(real)
+  fake = jax.lax.stop_gradient(fake)
+  eps = jax.random.uniform(rng, (real.shape[0],) + (1,) * (real.ndim - 1))
+  x_hat = eps * real + (1.0 - eps) * fake.astype(real.dtype)
+  # The tiny constant keeps the norm's gradient finite at a zero gradient.
+  norm = jnp.sqrt(_per_example_grad_sq_norm(d_fn, x_hat) + 1e-12)
+  return jnp.square(norm - 1.0)
+
+
+def r1_penalty(d_fn, real):
+  """R1 (Mescheder et al. 2018): ||grad_x d_fn(x)||^2 on real images.
+
+  The R1 regulariser is (gamma / 2) * E[this]; the caller applies gamma / 2
+  (and, for lazy regularisation, the interval).
+
+  Args:
+    d_fn: images -> D output (see above).
+    real: [b, ...] real images.
+
+  Returns:
+    [b] squared gradient norm per example.
+  """
+  return _per_example_grad_sq_norm(d_fn, jax.lax.stop_gradient(real))
+
+
+def feature_matching(real_feats, fake_feats, paired=False):
+  """Distance between D's features of real and generated images.
+
+  Unpaired (Salimans et al. 2016): per layer, the squared distance between
+  the batch means of the real and the fake features, averaged over feature
+  elements. Paired (pix2pixHD, Wang et al. 2018): per layer and example, the
+  mean absolute difference of the features of (condition, real) and
+  (condition, fake). Both are averaged over layers.
+
+  Args:
+    real_feats: list of [b, ...] feature maps, one per D layer (hold them
+      constant: the term trains the generator).
+    fake_feats: list of the same shapes.
+    paired: the pix2pixHD per-example L1 form.
+
+  Returns:
+    Scalar (unpaired) or [b] (paired).
+  """
+  if len(real_feats) != len(fake_feats) or not real_feats:
+    raise ValueError(f"feature_matching needs equally many (>0) layers, got "
+                     f"{len(real_feats)} and {len(fake_feats)}.")
+  dists = []
+  for r, f in zip(real_feats, fake_feats):
+    r, f = r.astype(jnp.float32), f.astype(jnp.float32)
+    if paired:
+      dists.append(l1(f, r))
+    else:
+      dists.append(jnp.mean(jnp.square(jnp.mean(f, 0) - jnp.mean(r, 0))))
+  return sum(dists) / len(dists)

@@ -18,6 +18,12 @@ the loss gradient w.r.t. the fake back through the saved forward (jax.vjp).
 `gan.g_steps` = k updates D on every k-th step only (k generator steps per
 discriminator step); `gan.d_steps` = k the converse.
 
+Stability options (`config.gan`, jaxgen/tasks/regularizers.py): `diffaug`
+augments each (sketch, photo) pair D sees with one geometry for both (colour
+on the photo only); GP and R1 differentiate w.r.t. the photo, the sketch
+fixed (d_gp, d_r1); `feature_matching` is pix2pixHD's per-example L1 between
+D's layer features of (s, y) and (s, G(s)), both augmented alike (g_fm).
+
 Optimizers: Adam with the schedules of jaxgen/optim.py ("linear" is the
 pix2pix constant-then-linear decay) or "plateau": optax's reduce_on_plateau
 scaling the Adam updates, fed the training L1 of every step (the adversarial
@@ -40,6 +46,7 @@ from jaxgen.evaluation import paired as paired_eval
 from jaxgen.models import patchgan, unet
 from jaxgen.tasks import base
 from jaxgen.tasks import gan_base
+from jaxgen.tasks import regularizers
 
 GENERATORS = ("unet", "encoder")
 
@@ -58,6 +65,7 @@ class CGANTask(base.Task):
   def __init__(self, config):
     super().__init__(config)
     gan_base.check_alternation(config.gan)
+    self.reg = regularizers.Regularizers(config.gan)
     self.gen, self.disc = self.make_models()
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
@@ -178,6 +186,10 @@ class CGANTask(base.Task):
     sketch, real, label = self._inputs(batch)
     drop_rng, z_rng = jax.random.split(base.rbg_key(rng))
     z = self._z(z_rng, sketch.shape[0])
+    real_rng, fake_rng, pen_rng, gp_rng, g_rng = self.reg.split(rng, 5, fold=1)
+    # D on (sketch, photo) pairs, augmented with one geometry per pair.
+    d_on = lambda v, photo, key, **kw: regularizers.apply_d(
+        self.disc, v, *self.reg.augment_pair(sketch, photo, key), label, **kw)
 
     def g_forward(params):
       fake, upd = self.gen.apply(
@@ -191,22 +203,24 @@ class CGANTask(base.Task):
 
     def d_loss(params, d):
       v = d.variables(params)
-      real_logits, upd = self.disc.apply(v, sketch, real, label,
-                                         mutable=["batch_stats"])
-      v = dict(v, batch_stats=upd["batch_stats"])
-      fake_logits, upd = self.disc.apply(v, sketch, fake_d, label,
-                                         mutable=["batch_stats"])
+      real_logits, stats, _ = d_on(v, real, real_rng)
+      fake_logits, stats, _ = d_on(regularizers.with_stats(v, stats),
+                                   fake_d, fake_rng)
       loss = losses.halved_d_loss(real_logits, fake_logits, gan.loss)
-      return loss, (real_logits, fake_logits, upd["batch_stats"])
+      penalty, metrics = self.reg.d_terms(
+          lambda photo: d_on(v, photo, pen_rng)[0], real, fake_d, gp_rng,
+          d.step)
+      metrics.update(d_real=losses.mean_sigmoid(real_logits),
+                     d_fake=losses.mean_sigmoid(fake_logits))
+      return loss + penalty, (metrics, stats)
 
     def d_update(state, apply):
-      (loss, (rl, fl, stats)), grads = jax.value_and_grad(
+      (loss, (metrics, stats)), grads = jax.value_and_grad(
           d_loss, has_aux=True)(state.d.params, state.d)
       if apply:
         state = state.replace(
             d=gan_base.apply_updates(state.d, grads, value, stats))
-      return state, {"d_loss": loss, "d_real": losses.mean_sigmoid(rl),
-                     "d_fake": losses.mean_sigmoid(fl),
+      return state, {"d_loss": loss, **metrics,
                      "d_lr": gan_base.lr_metric(self.config.d_optim,
                                                 self.d_updates, state.d)}
 
@@ -214,19 +228,27 @@ class CGANTask(base.Task):
       def loss_of_fake(f):
         # D in train mode (batch statistics, as in the D step); its
         # statistics updates are discarded here.
-        logits, _ = self.disc.apply(state.d.variables(), sketch, f, label,
-                                    mutable=["batch_stats"])
+        v = state.d.variables()
+        fm_on = self.reg.feature_matching
+        # The same geometry for the real and fake pair: the paired feature
+        # matching compares them location by location.
+        logits, _, fake_feats = d_on(v, f, g_rng, features=fm_on)
         total, adv, l1 = losses.adversarial_l1_loss(logits, f, real, gan.loss,
                                                     gan.l1_weight)
-        return total, (adv, l1)
+        metrics = {}
+        if fm_on:
+          fm, metrics = self.reg.fm_term(
+              d_on(v, real, g_rng, features=True)[2], fake_feats, paired=True)
+          total = total + fm
+        return total, (adv, l1, metrics)
 
-      (total, (adv, l1)), dfake = jax.value_and_grad(
+      (total, (adv, l1, fm_metrics)), dfake = jax.value_and_grad(
           loss_of_fake, has_aux=True)(fake)
       if apply:
         (grads,) = g_vjp(dfake)
         state = state.replace(
             g=gan_base.apply_updates(state.g, grads, value, g_stats))
-      return state, {"g_loss": total, "g_gan": adv, "g_l1": l1,
+      return state, {"g_loss": total, "g_gan": adv, "g_l1": l1, **fm_metrics,
                      "g_lr": gan_base.lr_metric(self.config.g_optim,
                                                 self.g_updates, state.g)}
 

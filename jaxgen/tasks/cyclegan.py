@@ -30,6 +30,11 @@ held in the state). G_AB and G_BA share one Adam, as do D_A and D_B; both use
 n_epochs_decay, counted in epochs of the data: see jaxgen/optim.py).
 `gan.d_steps` / `gan.g_steps` alternate as in the other GAN families.
 
+Stability options (`config.gan`, jaxgen/tasks/regularizers.py) act per
+discriminator: `diffaug` on everything D_A and D_B see (pool images
+included), GP / R1 on each (d_gp_a, d_r1_b, ...); `feature_matching` adds
+G_AB against D_B's features and G_BA against D_A's (g_fm_ab, g_fm_ba).
+
 Normalisation: "instance" (default) or "none"; BatchNorm is not offered
 (with the reference's batch size 1 it would be instance norm with running
 statistics added, and four networks' statistics would have to be threaded
@@ -54,6 +59,7 @@ from jaxgen.models import patchgan, resnet, unet
 from jaxgen.tasks import base
 from jaxgen.tasks import gan_base
 from jaxgen.tasks import image_pool
+from jaxgen.tasks import regularizers
 
 GENERATORS = ("resnet", "unet")
 NORMS = ("instance", "none")
@@ -81,6 +87,7 @@ class CycleGANTask(base.Task):
     super().__init__(config)
     m = config.model
     gan_base.check_alternation(config.gan)
+    self.reg = regularizers.Regularizers(config.gan)
     if m.norm not in NORMS:
       raise ValueError(f"Unknown model.norm {m.norm!r} for CycleGAN; valid: "
                        f"{NORMS}.")
@@ -149,6 +156,10 @@ class CycleGANTask(base.Task):
   def _d(self, params, name, x):
     return self.disc.apply({"params": params[name]}, None, x, train=True)
 
+  def _d_features(self, params, name, x):
+    return regularizers.apply_d(self.disc, {"params": params[name]}, None, x,
+                                train=True, features=True)[2]
+
   def translate(self, state, images, direction: str = "BtoA"):
     """Translates [b, h, w, c] images in [-1, 1] ("AtoB" or "BtoA").
 
@@ -192,20 +203,33 @@ class CycleGANTask(base.Task):
 
   # The step.
 
-  def _g_loss(self, g_params, d_params, a, b):
+  def _g_loss(self, g_params, d_params, a, b, rng=None):
     cfg = self.config.loss
     kind = self.config.gan.loss
     fake_b = self._g(g_params, "ab", a)
     fake_a = self._g(g_params, "ba", b)
     rec_a = self._g(g_params, "ba", fake_b)
     rec_b = self._g(g_params, "ab", fake_a)
-    adv_ab = jnp.mean(losses.gan_g_loss(self._d(d_params, "b", fake_b), kind))
-    adv_ba = jnp.mean(losses.gan_g_loss(self._d(d_params, "a", fake_a), kind))
+    keys = self.reg.split(rng, 4)
+    # What D_B and D_A see of the fakes (augmented when gan.diffaug is set).
+    seen_b = self.reg.augment(fake_b, keys[0])
+    seen_a = self.reg.augment(fake_a, keys[1])
+    adv_ab = jnp.mean(losses.gan_g_loss(self._d(d_params, "b", seen_b), kind))
+    adv_ba = jnp.mean(losses.gan_g_loss(self._d(d_params, "a", seen_a), kind))
     cyc_a = cfg.lambda_a * jnp.mean(losses.l1(rec_a, a))
     cyc_b = cfg.lambda_b * jnp.mean(losses.l1(rec_b, b))
     total = adv_ab + adv_ba + cyc_a + cyc_b
     metrics = {"g_ab": adv_ab, "g_ba": adv_ba, "cycle_a": cyc_a,
                "cycle_b": cyc_b}
+    if self.reg.feature_matching:
+      # Each generator against the features of its target domain's D.
+      for gen, name, real, seen, key in (("ab", "b", b, seen_b, keys[2]),
+                                         ("ba", "a", a, seen_a, keys[3])):
+        fm, fm_metrics = self.reg.fm_term(
+            self._d_features(d_params, name, self.reg.augment(real, key)),
+            self._d_features(d_params, name, seen), suffix="_" + gen)
+        total = total + fm
+        metrics.update(fm_metrics)
     if cfg.identity > 0:
       idt_b = self._g(g_params, "ab", to_channels(b, self.ca))
       idt_a = self._g(g_params, "ba", to_channels(a, self.cb))
@@ -217,19 +241,32 @@ class CycleGANTask(base.Task):
     metrics["g_loss"] = total
     return total, (metrics, fake_a, fake_b)
 
-  def _d_loss(self, d_params, a, b, fake_a, fake_b):
+  def _d_loss(self, d_params, a, b, fake_a, fake_b, rng=None, d_step=0):
     kind = self.config.gan.loss
-    d_a = losses.halved_d_loss(self._d(d_params, "a", a),
-                               self._d(d_params, "a", fake_a), kind)
-    d_b = losses.halved_d_loss(self._d(d_params, "b", b),
-                               self._d(d_params, "b", fake_b), kind)
-    return d_a + d_b, {"d_a": d_a, "d_b": d_b}
+
+    def d_seen(name, key, x):  # D on what it sees of x (augmented or not).
+      return self._d(d_params, name, self.reg.augment(x, key))
+
+    total, metrics = 0.0, {}
+    for i, (name, real, fake) in enumerate((("a", a, fake_a),
+                                            ("b", b, fake_b))):
+      real_rng, fake_rng, pen_rng, gp_rng = self.reg.split(rng, 4, fold=i)
+      loss = losses.halved_d_loss(d_seen(name, real_rng, real),
+                                  d_seen(name, fake_rng, fake), kind)
+      penalty, reg_metrics = self.reg.d_terms(
+          functools.partial(d_seen, name, pen_rng), real, fake, gp_rng,
+          d_step, suffix="_" + name)
+      total = total + loss + penalty
+      metrics.update({"d_" + name: loss, **reg_metrics})
+    return total, metrics
 
   def train_step(self, state, batch, rng):
     gan = self.config.gan
     a, b = batch["a"], batch["b"]
+    g_rng, d_rng = self.reg.split(rng, 2, fold=1)
     (_, (g_metrics, fake_a, fake_b)), g_grads = jax.value_and_grad(
-        self._g_loss, has_aux=True)(state.g.params, state.d.params, a, b)
+        self._g_loss, has_aux=True)(state.g.params, state.d.params, a, b,
+                                    g_rng)
     fake_a, fake_b = jax.lax.stop_gradient((fake_a, fake_b))
 
     def g_update(s, apply):
@@ -244,7 +281,7 @@ class CycleGANTask(base.Task):
       pool_b, mixed_b = image_pool.query(s.pool_b, fake_b, rng_b,
                                          self.config.pool.swap_prob)
       (_, metrics), grads = jax.value_and_grad(self._d_loss, has_aux=True)(
-          s.d.params, a, b, mixed_a, mixed_b)
+          s.d.params, a, b, mixed_a, mixed_b, d_rng, s.d.step)
       if apply:
         s = s.replace(d=gan_base.apply_updates(s.d, grads), pool_a=pool_a,
                       pool_b=pool_b)

@@ -6,6 +6,13 @@ step counter (each call of `train_step` consumes one batch). Every call
 reports both losses; the network that is not updated in a call has its loss
 evaluated without an update.
 
+Stability options (`config.gan`, see jaxgen/tasks/regularizers.py): `diffaug`
+augments real and generated images before every D call of a training step
+(D and G steps, not evaluation); `gp_weight` / `r1_weight` add WGAN-GP / lazy
+R1 to D's loss (metrics d_gp, d_r1); `feature_matching` adds to G's loss the
+distance between the batch means of D's layer features of real and
+generated images (g_fm).
+
 The "best" checkpoint uses `eval/swd`, a sliced Wasserstein distance between
 generated and held-out real images (pixels), until an Inception-based metric
 is configured.
@@ -18,6 +25,7 @@ from jaxgen import losses, optim
 from jaxgen.models import dcgan
 from jaxgen.tasks import base
 from jaxgen.tasks import gan_base
+from jaxgen.tasks import regularizers
 
 GANState = gan_base.GANState
 
@@ -28,6 +36,7 @@ class GANTask(base.Task):
   def __init__(self, config):
     super().__init__(config)
     gan_base.check_alternation(config.gan)
+    self.reg = regularizers.Regularizers(config.gan)
     self.gen, self.disc = self.make_models(config.data.res,
                                            config.data.channels)
 
@@ -72,30 +81,67 @@ class GANTask(base.Task):
       return fake, upd["batch_stats"]
     return self.gen.apply(g.variables(), z, train=False), g.batch_stats
 
+  def d_logits(self, output):
+    """The real/fake logits of a discriminator output."""
+    return output
+
+  def d_penalties(self, v, d, real, fake, rng):
+    """GP and R1 terms of D's loss (regularizers.Regularizers.d_terms)."""
+    aug_rng, gp_rng = self.reg.split(rng, 2)
+    d_fn = lambda x: self.d_logits(regularizers.apply_d(
+        self.disc, v, self.reg.augment(x, aug_rng))[0])
+    return self.reg.d_terms(d_fn, real, fake, gp_rng, d.step)
+
+  def g_feature_matching(self, v, real, fake, rng):
+    """Weighted feature matching of G's loss and its metrics (or 0, {}).
+
+    Args:
+      v: D's variables.
+      real: real images (augmented here with `rng`).
+      fake: generated images as D saw them (augmented).
+      rng: key of the real images' augmentation.
+
+    Returns:
+      (loss term, metrics).
+    """
+    if not self.reg.feature_matching:
+      return 0.0, {}
+    feats = lambda x: regularizers.apply_d(self.disc, v, x, features=True)[2]
+    return self.reg.fm_term(feats(self.reg.augment(real, rng)), feats(fake))
+
   def d_loss(self, d_params, d, real, fake, rng):
     """Discriminator loss (mean), metrics and new D batch statistics."""
-    del rng
+    real_rng, fake_rng, pen_rng = self.reg.split(rng, 3)
     v = d.variables(d_params)
-    real_logits, upd = self.disc.apply(v, real, mutable=["batch_stats"])
-    v = dict(v, batch_stats=upd["batch_stats"])
-    fake_logits, upd = self.disc.apply(v, fake, mutable=["batch_stats"])
+    real_logits, upd = self.disc.apply(v, self.reg.augment(real, real_rng),
+                                       mutable=["batch_stats"])
+    v1 = dict(v, batch_stats=upd["batch_stats"])
+    fake_logits, upd = self.disc.apply(v1, self.reg.augment(fake, fake_rng),
+                                       mutable=["batch_stats"])
     loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits,
                                       self.config.gan.loss))
-    metrics = {"d_loss": loss,
-               "d_real": losses.mean_sigmoid(real_logits),
-               "d_fake": losses.mean_sigmoid(fake_logits)}
+    penalty, metrics = self.d_penalties(v, d, real, fake, pen_rng)
+    loss = loss + penalty
+    metrics.update({"d_loss": loss,
+                    "d_real": losses.mean_sigmoid(real_logits),
+                    "d_fake": losses.mean_sigmoid(fake_logits)})
     return loss, (metrics, upd["batch_stats"])
 
   def g_loss(self, g_params, state, real, rng):
     """Generator loss (mean), metrics and new G batch statistics."""
     z = self.sample_z(rng, real.shape[0])
     fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
+    fake_rng, real_rng = self.reg.split(rng, 2, fold=1)
+    fake = self.reg.augment(fake, fake_rng)
     # D runs in train mode (batch statistics of the fake batch, as in the
     # D step) but its statistics updates are discarded here.
-    logits, _ = self.disc.apply(state.d.variables(), fake,
-                                mutable=["batch_stats"])
+    v = state.d.variables()
+    logits, _ = self.disc.apply(v, fake, mutable=["batch_stats"])
     loss = jnp.mean(losses.gan_g_loss(logits, self.config.gan.loss))
-    return loss, ({"g_loss": loss}, g_stats)
+    fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
+    loss = loss + fm
+    metrics["g_loss"] = loss
+    return loss, (metrics, g_stats)
 
   # The alternation.
 

@@ -8,7 +8,9 @@
   updates_per_network  how many updates each network makes in a run.
   lr_metric            the learning rate a network's optimizer applies now.
 
-The adversarial losses themselves live in jaxgen/losses.py.
+The adversarial losses themselves live in jaxgen/losses.py, the stability
+regularisers (DiffAugment, GP, R1, feature matching) in
+jaxgen/tasks/regularizers.py.
 """
 
 from typing import Any, Callable, Tuple

@@ -31,6 +31,11 @@ gradients from the real branch, the fake branch and both heads all land on
 the one encoder. With BatchNorm in the encoder, real and fake batches are
 normalised separately (as in DCGAN's discriminator).
 
+Stability options (`config.gan`, as in jaxgen/tasks/gan.py): the encoder
+sees DiffAugment-ed images in the D and G losses (both heads); GP and R1
+penalise the adversarial logit's gradient; feature matching uses the
+encoder's layer outputs.
+
 Optional EMA generator (`model.ema_decay` > 0): after every step
   ema <- decay * ema + (1 - decay) * (generator params, batch statistics)
 and the EMA copy is used for samples, `generate` and evaluation.
@@ -51,6 +56,7 @@ from jaxgen.models import dcgan
 from jaxgen.models import siamese
 from jaxgen.tasks import base
 from jaxgen.tasks import gan
+from jaxgen.tasks import regularizers
 
 
 @flax.struct.dataclass
@@ -118,10 +124,11 @@ class SiameseGANTask(gan.GANTask):
 
   def _encode(self, v, images):
     """(features, logits, updated variables) in train mode."""
-    (feats, logits), upd = self.disc.apply(v, images, mutable=["batch_stats"])
-    if "batch_stats" in upd:
-      v = dict(v, batch_stats=upd["batch_stats"])
-    return feats, logits, v
+    (feats, logits), stats, _ = regularizers.apply_d(self.disc, v, images)
+    return feats, logits, regularizers.with_stats(v, stats)
+
+  def d_logits(self, output):
+    return output[1]
 
   def _sim(self, v, fa, fb):
     return self.disc.apply(
@@ -129,21 +136,22 @@ class SiameseGANTask(gan.GANTask):
 
   def d_loss(self, d_params, d, real, fake, rng):
     """L_D (see the module docstring), metrics and new D batch statistics."""
-    del rng
     kind = self.config.gan.loss
-    v = d.variables(d_params)
-    f_real, real_logits, v = self._encode(v, real)
-    f_fake, fake_logits, v = self._encode(v, fake)
+    real_rng, fake_rng, pen_rng = self.reg.split(rng, 3)
+    v0 = v = d.variables(d_params)
+    f_real, real_logits, v = self._encode(v, self.reg.augment(real, real_rng))
+    f_fake, fake_logits, v = self._encode(v, self.reg.augment(fake, fake_rng))
     adv = jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
-    metrics = {"d_adv": adv,
-               "d_real": losses.mean_sigmoid(real_logits),
-               "d_fake": losses.mean_sigmoid(fake_logits)}
-    loss = adv
+    penalty, metrics = self.d_penalties(v0, d, real, fake, pen_rng)
+    metrics.update({"d_adv": adv,
+                    "d_real": losses.mean_sigmoid(real_logits),
+                    "d_fake": losses.mean_sigmoid(fake_logits)})
+    loss = adv + penalty
     if self.use_similarity:
       s_rr = self._sim(v, f_real, similarity_pairs(f_real))
       s_rf = self._sim(v, f_real, f_fake)
       sim = jnp.mean(losses.gan_d_loss(s_rr, s_rf, kind))
-      loss = adv + self.config.siamese.d_sim_weight * sim
+      loss = loss + self.config.siamese.d_sim_weight * sim
       metrics.update(d_sim=sim, sim_real=losses.mean_sigmoid(s_rr),
                      sim_fake=losses.mean_sigmoid(s_rf))
     metrics["d_loss"] = loss
@@ -154,16 +162,19 @@ class SiameseGANTask(gan.GANTask):
     kind = self.config.gan.loss
     z = self.sample_z(rng, real.shape[0])
     fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
+    fake_rng, real_rng = self.reg.split(rng, 2, fold=1)
+    fake = self.reg.augment(fake, fake_rng)
     # D in train mode, as in the D step; its statistics updates are dropped.
     v = state.d.variables()
     f_fake, fake_logits, _ = self._encode(v, fake)
     adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
-    metrics = {"g_adv": adv}
-    loss = adv
+    fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
+    metrics["g_adv"] = adv
+    loss = adv + fm
     if self.use_similarity:
-      f_real, _, _ = self._encode(v, real)
+      f_real, _, _ = self._encode(v, self.reg.augment(real, real_rng))
       sim = jnp.mean(losses.gan_g_loss(self._sim(v, f_real, f_fake), kind))
-      loss = adv + self.config.siamese.g_sim_weight * sim
+      loss = loss + self.config.siamese.g_sim_weight * sim
       metrics["g_sim"] = sim
     metrics["g_loss"] = loss
     return loss, (metrics, g_stats)

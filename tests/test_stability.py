@@ -1,0 +1,259 @@
+"""DiffAugment, the discriminator penalties and feature matching: known
+values of each piece, and one training step of every GAN family with all of
+them on."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen import diffaugment, losses, tasks
+from jaxgen.tasks import regularizers
+from tests.conftest import tiny_config
+
+ALL = "color,translation,cutout"
+
+
+def _images(shape, seed=0):
+  return jax.random.uniform(jax.random.key(seed), shape, minval=-1.0,
+                            maxval=1.0)
+
+
+# DiffAugment.
+
+
+def test_policy_parsing_and_bad_names():
+  assert diffaugment.parse_policy("cutout, color") == ("color", "cutout")
+  assert diffaugment.parse_policy("") == ()
+  with pytest.raises(ValueError, match=r"gan.diffaug.*'colour'.*valid"):
+    diffaugment.parse_policy("colour,cutout")
+  cfg = tiny_config("gan").gan
+  cfg.diffaug = "flip"
+  with pytest.raises(ValueError, match="gan.diffaug"):
+    regularizers.Regularizers(cfg)
+  for field, value in (("gp_weight", -1.0), ("r1_every", 0)):
+    cfg = tiny_config("gan").gan
+    cfg[field] = value
+    with pytest.raises(ValueError, match=f"gan.{field}"):
+      regularizers.Regularizers(cfg)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_and_documented_bound(channels):
+  ops = diffaugment.parse_policy(ALL)
+  # Extreme inputs (+-1 per pixel) push colour hardest.
+  x = jnp.sign(_images((64, 16, 16, channels)))
+  out = jax.jit(lambda x, k: diffaugment.augment(x, k, ALL))(
+      x, jax.random.key(1))
+  assert out.shape == x.shape
+  bound = diffaugment.max_abs_value(ops, channels)
+  assert float(jnp.max(jnp.abs(out))) <= bound
+  # Colour does leave [-1, 1] (nothing is clipped, as in the reference).
+  assert float(jnp.max(jnp.abs(out))) > 1.5
+  geometric = diffaugment.augment(x, jax.random.key(1), "translation,cutout")
+  assert float(jnp.max(jnp.abs(geometric))) <= 1.0
+
+
+def test_color_on_constant_zero_is_a_per_image_brightness():
+  # Saturation (around the pixel's channel mean) and contrast (around the
+  # image mean) leave a constant image alone; brightness adds U(-0.5, 0.5).
+  out = diffaugment.color(jnp.zeros((16, 4, 4, 3)), jax.random.key(0))
+  per_image = out[:, 0, 0, 0]
+  np.testing.assert_allclose(out, jnp.broadcast_to(
+      per_image[:, None, None, None], out.shape), atol=1e-6)
+  assert float(jnp.max(jnp.abs(per_image))) < 0.5
+  assert float(jnp.std(per_image)) > 0.05  # Draws differ per image.
+
+
+def test_color_contrast_on_one_channel():
+  # Half +1, half -1 (mean 0): out = b + c * x with c in [0.5, 1.5].
+  x = jnp.concatenate([jnp.ones((32, 2, 4, 1)), -jnp.ones((32, 2, 4, 1))], 1)
+  out = diffaugment.color(x, jax.random.key(3))
+  hi, lo = out[:, 0, 0, 0], out[:, -1, 0, 0]
+  np.testing.assert_allclose(out[:, :2], jnp.broadcast_to(
+      hi[:, None, None, None], (32, 2, 4, 1)), atol=1e-6)
+  contrast = (hi - lo) / 2
+  assert 0.5 <= float(contrast.min()) and float(contrast.max()) <= 1.5
+  assert float(contrast.max() - contrast.min()) > 0.5
+  assert float(jnp.max(jnp.abs((hi + lo) / 2))) <= 0.5  # The brightness.
+
+
+def test_translate_moves_a_pixel_and_fills_zero():
+  x = jnp.zeros((2, 16, 16, 1)).at[:, 5, 6].set(1.0)
+  out = diffaugment.translate(x, jnp.array([[2, -1], [-9, 0]]))
+  assert float(out[0, 7, 5, 0]) == 1.0 and float(out.sum()) == 2.0
+  assert float(out[1, 3, 6, 0]) == 1.0  # -9 is clipped to 16 / 8 = 2.
+  shifted = diffaugment.translate(jnp.ones((1, 16, 16, 1)),
+                                  jnp.array([[2, 0]]))
+  np.testing.assert_array_equal(shifted[0, :2], 0.0)
+  np.testing.assert_array_equal(shifted[0, 2:], 1.0)
+
+
+def test_rand_translation_per_image_shifts():
+  x = jnp.zeros((32, 16, 16, 1)).at[:, 8, 8].set(1.0)
+  out = diffaugment.rand_translation(x, jax.random.key(0))
+  pos = np.argwhere(np.asarray(out[..., 0]) == 1.0)
+  assert len(pos) == 32  # No pixel falls off: shifts are at most 2.
+  shifts = pos[:, 1:] - 8
+  assert np.abs(shifts).max() == 2
+  assert len({tuple(s) for s in shifts}) > 5
+
+
+def test_cutout_zeroes_a_half_size_square():
+  mask = diffaugment.cutout_mask((2, 8, 8, 1), jnp.array([[4, 4], [0, 7]]))
+  want = np.ones((2, 8, 8, 1), np.float32)
+  want[0, 2:6, 2:6] = 0.0
+  want[1, 0:2, 5:8] = 0.0  # Clipped at the borders.
+  np.testing.assert_array_equal(mask, want)
+  out = diffaugment.rand_cutout(jnp.ones((32, 16, 16, 1)), jax.random.key(0))
+  zeros = np.asarray(out[..., 0]) == 0.0
+  for z in zeros:  # A rectangle, at most 8x8.
+    rows, cols = z.any(1).sum(), z.any(0).sum()
+    assert z.sum() == rows * cols and rows <= 8 and cols <= 8
+  assert (zeros.sum((1, 2)) == 64).any()
+
+
+def test_augment_is_differentiable():
+  x = _images((4, 8, 8, 3))
+  w = _images((4, 8, 8, 3), seed=1)
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(
+      w * diffaugment.augment(x, jax.random.key(2), ALL))))(x)
+  assert bool(jnp.all(jnp.isfinite(grad)))
+  assert float(jnp.abs(grad).sum()) > 0.1
+
+
+def test_pairs_share_the_geometry():
+  sketch = _images((16, 16, 16, 1))
+  photo = jnp.repeat(sketch, 3, axis=-1)
+  s, p = diffaugment.augment_pair(sketch, photo, jax.random.key(0),
+                                  "translation,cutout")
+  np.testing.assert_array_equal(s[..., 0], p[..., 0])
+  assert float(jnp.abs(s - sketch).max()) > 0.1
+  # Colour applies to the judged image only.
+  s, p = diffaugment.augment_pair(sketch, photo, jax.random.key(0), "color")
+  np.testing.assert_array_equal(s, sketch)
+  assert float(jnp.abs(p - photo).max()) > 0.1
+
+
+# Penalties and feature matching.
+
+
+def _linear(w):
+  return lambda x: jnp.sum(x * w, axis=(1, 2, 3))
+
+
+def test_gradient_penalty_of_a_linear_critic():
+  w = _images((1, 4, 4, 2), seed=3)
+  real, fake = _images((3, 4, 4, 2), seed=4), _images((3, 4, 4, 2), seed=5)
+  want = (float(jnp.linalg.norm(w)) - 1.0) ** 2
+  rng = jax.random.key(0)
+  np.testing.assert_allclose(
+      losses.gradient_penalty(_linear(w), real, fake, rng), [want] * 3,
+      rtol=1e-5)
+  # Patch logits are summed per example, scales summed: the same critic.
+  patches = lambda x: jnp.sum(x * w, axis=-1)
+  scales = lambda x: [jnp.sum(x * w / 2, -1), 0.5 * _linear(w)(x)]
+  for d_fn in (patches, scales):
+    np.testing.assert_allclose(
+        losses.gradient_penalty(d_fn, real, fake, rng), [want] * 3,
+        rtol=1e-5)
+  unit = w / jnp.linalg.norm(w)
+  np.testing.assert_allclose(
+      losses.gradient_penalty(_linear(unit), real, fake, rng), 0.0,
+      atol=1e-6)
+
+
+def test_gradient_penalty_interpolates_per_example():
+  # d(x) = 0.5 ||x||^2 has gradient x_hat; real = 0 and fake = 1 give
+  # x_hat = 1 - eps per pixel, a gradient norm 4 (1 - eps) over 16 pixels.
+  d_fn = lambda x: 0.5 * jnp.sum(x * x, axis=(1, 2, 3))
+  rng = jax.random.key(1)
+  pen = losses.gradient_penalty(d_fn, jnp.zeros((64, 4, 4, 1)),
+                                jnp.ones((64, 4, 4, 1)), rng)
+  eps = jax.random.uniform(rng, (64, 1, 1, 1)).reshape(-1)
+  np.testing.assert_allclose(pen, (4 * (1 - eps) - 1) ** 2, rtol=1e-4,
+                             atol=1e-6)
+  assert float(jnp.std(pen)) > 0.5  # One eps per example.
+
+
+def test_r1_known_values():
+  w = _images((1, 4, 4, 2), seed=3)
+  real = _images((3, 4, 4, 2), seed=4)
+  np.testing.assert_allclose(losses.r1_penalty(_linear(w), real),
+                             [float(jnp.sum(w * w))] * 3, rtol=1e-5)
+  quadratic = lambda x: 0.5 * jnp.sum(x * x, axis=(1, 2, 3))
+  np.testing.assert_allclose(losses.r1_penalty(quadratic, real),
+                             jnp.sum(real * real, axis=(1, 2, 3)), rtol=1e-5)
+
+
+def test_feature_matching_known_values():
+  zeros = jnp.zeros((2, 3))
+  real = [jnp.ones((2, 3)), jnp.array([[2.0, 0.0], [2.0, 0.0]])]
+  fake = [zeros, jnp.zeros((2, 2))]
+  # Layer 1: (1 - 0)^2 per element; layer 2: mean of [4, 0].
+  np.testing.assert_allclose(losses.feature_matching(real, fake), 1.5)
+  # Batch means: fakes +1 and -1 average to the real mean 0.
+  pm = [jnp.array([[1.0], [-1.0]])]
+  np.testing.assert_allclose(losses.feature_matching([zeros[:, :1]], pm), 0.0)
+  # Paired (pix2pixHD): per-example L1 sees each pair.
+  np.testing.assert_allclose(
+      losses.feature_matching([zeros[:, :1]], pm, paired=True), [1.0, 1.0])
+  with pytest.raises(ValueError, match="equally many"):
+    losses.feature_matching(real, fake[:1])
+
+
+def test_lazy_r1_changes_d_updates_only_every_r1_every():
+  config = tiny_config("gan")
+  config.gan.update(r1_weight=10.0, r1_every=3)
+  task = tasks.get_task(config)
+  state = task.init_state(jax.random.key(0))
+  real = _images((8, 16, 16, 1))
+  fake = _images((8, 16, 16, 1), seed=1)
+  plain = tasks.get_task(tiny_config("gan"))
+
+  def grads(task, d):
+    return jax.grad(task.d_loss, has_aux=True)(d.params, d, real, fake,
+                                               jax.random.key(2))
+
+  grads = jax.jit(grads, static_argnums=0)
+  for step, on in ((0, True), (1, False), (2, False), (3, True)):
+    d = state.d.replace(step=jnp.asarray(step, jnp.int32))
+    g, (m, stats) = grads(task, d)
+    g0, (m0, stats0) = grads(plain, d)
+    diff = max(float(jnp.abs(a - b).max()) for a, b in
+               zip(jax.tree.leaves(g), jax.tree.leaves(g0)))
+    assert (diff > 1e-4) == on, (step, diff)
+    assert (float(m["d_r1"]) > 0) == on
+    np.testing.assert_allclose(
+        m["d_loss"], m0["d_loss"] + 0.5 * 10.0 * 3 * m["d_r1"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(stats0)):
+      np.testing.assert_array_equal(a, b)  # R1's D call updates nothing.
+
+
+# One training step per family with everything on.
+
+
+@pytest.mark.parametrize("name", ["gan", "siamese_gan", "cgan", "cyclegan"])
+def test_train_step_with_all_options(name):
+  config = tiny_config(name)
+  config.gan.update(diffaug=ALL, gp_weight=10.0, r1_weight=1.0, r1_every=2,
+                    feature_matching=1.0)
+  task = tasks.get_task(config)
+  batch = {k: (jax.random.uniform(jax.random.key(i), v.shape) * 2 - 1
+               if v.dtype == jnp.float32 else v)
+           for i, (k, v) in enumerate(task.example_batch(4).items())}
+  if name in ("gan", "siamese_gan"):
+    batch["image"] = (batch["image"] + 1) / 2  # These take [0, 1].
+  state = task.init_state(jax.random.key(0))
+  step = jax.jit(task.train_step)
+  suffixes = ["_a", "_b"] if name == "cyclegan" else [""]
+  fm_suffixes = ["_ab", "_ba"] if name == "cyclegan" else [""]
+  for i in range(2):  # R1 on the first D update, not on the second.
+    state, metrics = step(state, batch, jax.random.key(10 + i))
+    for k, v in metrics.items():
+      assert np.all(np.isfinite(np.asarray(v))), (k, v)
+    for s in suffixes:
+      assert float(metrics["d_gp" + s]) > 0
+      assert (float(metrics["d_r1" + s]) > 0) == (i == 0)
+    for s in fm_suffixes:
+      assert float(metrics["g_fm" + s]) > 0
