@@ -25,7 +25,7 @@ steps=N, root=PATH.
 
 import ml_collections
 
-from jaxgen import configlib
+from jaxgen import configlib, perceptual
 from jaxgen.data import paired_datasets
 
 # The variants benchmarks/bench.py runs by default (pix2pix at 128 and 256).
@@ -74,7 +74,10 @@ def get_config(arg=None):
       downsample_impl="auto",
   ))
   c.gan = configlib.gan_defaults(
-      loss="bce", l1_weight=100.0)  # l1_weight: lambda of the L1 term.
+      loss="bce", l1_weight=100.0,  # l1_weight: lambda of the L1 term.
+      # L1 on early FID-Inception features of G(sketch) vs the photo
+      # (jaxgen/perceptual.py; > 0 needs the evaluation weights); 0 = off.
+      perceptual_weight=0.0, perceptual_layers=perceptual.DEFAULT_LAYERS)
   # "linear": constant, then linear decay to 0 from decay_start (pix2pix);
   # "plateau": reduce on plateau of the training L1 (see jaxgen/tasks/cgan).
   plateau = dict(plateau_factor=0.5, plateau_patience=5, plateau_cooldown=0,

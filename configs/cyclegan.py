@@ -27,7 +27,7 @@ root=PATH (a {train,val}/{photos,sketches} folder).
 
 import ml_collections
 
-from jaxgen import configlib
+from jaxgen import configlib, perceptual
 from jaxgen.data import unpaired
 
 # The variants benchmarks/bench.py runs by default (CycleGAN-128 ResNet-6 and
@@ -65,7 +65,12 @@ def get_config(arg=None):
       lambda_b=10.0,         # Cycle B -> A -> B.
       identity=0.5,          # Identity weight, times lambda; 0 = off.
   ))
-  c.gan = configlib.gan_defaults(loss="lsgan")
+  # perceptual_weight: L1 on early FID-Inception features of each cycle
+  # reconstruction vs its input (jaxgen/perceptual.py; > 0 needs the
+  # evaluation weights); 0 = off.
+  c.gan = configlib.gan_defaults(
+      loss="lsgan", perceptual_weight=0.0,
+      perceptual_layers=perceptual.DEFAULT_LAYERS)
   c.pool = ml_collections.ConfigDict(dict(size=50, swap_prob=0.5))
   # Epochs of the data: constant for n_epochs, then linear decay to 0 over
   # n_epochs_decay; train.num_epochs is their sum (the loop turns it into

@@ -72,6 +72,48 @@ def _max_pool_s2(x: Array) -> Array:
   return nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
 
 
+# The stem before the Inception blocks, in order: (name, conv features or
+# None for a 3x3 stride-2 max pool, kernel size, stride, padding). Pools are
+# named as in TF-slim; they hold no parameters.
+STEM = (
+    ("Conv2d_1a_3x3", 32, 3, 2, 0),
+    ("Conv2d_2a_3x3", 32, 3, 1, 0),
+    ("Conv2d_2b_3x3", 64, 3, 1, 1),
+    ("MaxPool_3a_3x3", None, 3, 2, 0),
+    ("Conv2d_3b_1x1", 80, 1, 1, 0),
+    ("Conv2d_4a_3x3", 192, 3, 1, 0),
+    ("MaxPool_5a_3x3", None, 3, 2, 0),
+)
+
+
+def stem(x: Array, last: str = STEM[-1][0]) -> Dict[str, Array]:
+  """Runs the stem up to and including layer `last`.
+
+  Call it inside a compact method: the convolutions become submodules of
+  the calling module under their `STEM` names, so `InceptionV3` and modules
+  that need only the early layers (jaxgen/perceptual.py) share weights.
+
+  Args:
+    x: [N, H, W, 3] normalised input.
+    last: the name of the last `STEM` layer to run.
+
+  Returns:
+    {name: output} of every layer run.
+  """
+  out = {}
+  for name, features, kernel, stride, pad in STEM:
+    if features is None:
+      x = _max_pool_s2(x)
+    else:
+      x = ConvBN(features, (kernel, kernel), strides=stride,
+                 padding=(pad, pad), name=name)(x)
+    out[name] = x
+    if name == last:
+      return out
+  raise ValueError(f"Unknown stem layer {last!r}; valid: "
+                   f"{[layer[0] for layer in STEM]}.")
+
+
 class InceptionA(nn.Module):
   pool_features: int
 
@@ -170,13 +212,7 @@ class InceptionV3(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Dict[str, Array]:
-    x = ConvBN(32, (3, 3), strides=2, name="Conv2d_1a_3x3")(x)
-    x = ConvBN(32, (3, 3), name="Conv2d_2a_3x3")(x)
-    x = ConvBN(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)
-    x = _max_pool_s2(x)
-    x = ConvBN(80, name="Conv2d_3b_1x1")(x)
-    x = ConvBN(192, (3, 3), name="Conv2d_4a_3x3")(x)
-    x = _max_pool_s2(x)
+    x = stem(x)[STEM[-1][0]]
     x = InceptionA(32, name="Mixed_5b")(x)
     x = InceptionA(64, name="Mixed_5c")(x)
     x = InceptionA(64, name="Mixed_5d")(x)

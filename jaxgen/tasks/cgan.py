@@ -10,7 +10,12 @@ skips). Discriminator: a PatchGAN on (sketch, image) pairs.
 Losses (computed in float32 whatever `model.dtype`):
   D: 0.5 * [adv(D(s, y), real) + adv(D(s, G(s)), fake)]  (halved, pix2pix)
   G: adv(D(s, G(s)), real) + l1_weight * |G(s) - y|       (L1 on [-1, 1])
-with adv from `gan.loss`: "bce" (non-saturating), "lsgan" or "hinge".
+     + perceptual_weight * perc(G(s), y)
+with adv from `gan.loss`: "bce" (non-saturating), "lsgan" or "hinge", and
+perc the L1 distance of early FID-Inception features (jaxgen/perceptual.py;
+`gan.perceptual_weight` = 0, the default, switches it off; > 0 needs the
+evaluation weights, and `gan.perceptual_layers` picks the feature maps;
+metric g_perc is the unweighted distance).
 
 Each step runs the generator forward once (as pix2pix does): D is updated
 on the detached fake, then G is updated against the updated D by pulling
@@ -41,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import backend
-from jaxgen import losses, optim
+from jaxgen import losses, optim, perceptual
 from jaxgen.evaluation import paired as paired_eval
 from jaxgen.models import patchgan, unet
 from jaxgen.tasks import base
@@ -62,10 +67,14 @@ def to_rgb(x):
 class CGANTask(base.Task):
   """pix2pix-style conditional GAN on paired batches (see module doc)."""
 
-  def __init__(self, config):
+  def __init__(self, config, perceptual_params=None):
+    """Builds the models; `perceptual_params` replaces the loaded feature
+    weights of the perceptual term (tests; see jaxgen/perceptual.py)."""
     super().__init__(config)
     gan_base.check_alternation(config.gan)
     self.reg = regularizers.Regularizers(config.gan)
+    self.perceptual = perceptual.from_config(
+        config.gan, config.data.crop_size, perceptual_params)
     self.gen, self.disc = self.make_models()
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
@@ -235,20 +244,23 @@ class CGANTask(base.Task):
         logits, _, fake_feats = d_on(v, f, g_rng, features=fm_on)
         total, adv, l1 = losses.adversarial_l1_loss(logits, f, real, gan.loss,
                                                     gan.l1_weight)
-        metrics = {}
+        extra = {}
         if fm_on:
-          fm, metrics = self.reg.fm_term(
+          fm, extra = self.reg.fm_term(
               d_on(v, real, g_rng, features=True)[2], fake_feats, paired=True)
           total = total + fm
-        return total, (adv, l1, metrics)
+        if self.perceptual:
+          extra["g_perc"] = self.perceptual.distance(f, real)
+          total = total + self.perceptual.weight * extra["g_perc"]
+        return total, (adv, l1, extra)
 
-      (total, (adv, l1, fm_metrics)), dfake = jax.value_and_grad(
+      (total, (adv, l1, extra)), dfake = jax.value_and_grad(
           loss_of_fake, has_aux=True)(fake)
       if apply:
         (grads,) = g_vjp(dfake)
         state = state.replace(
             g=gan_base.apply_updates(state.g, grads, value, g_stats))
-      return state, {"g_loss": total, "g_gan": adv, "g_l1": l1, **fm_metrics,
+      return state, {"g_loss": total, "g_gan": adv, "g_l1": l1, **extra,
                      "g_lr": gan_base.lr_metric(self.config.g_optim,
                                                 self.g_updates, state.g)}
 

@@ -13,6 +13,7 @@ Losses (float32 whatever `model.dtype`; adv from `gan.loss`, LSGAN default):
   G: adv(D_B(G_AB(a))) + adv(D_A(G_BA(b)))
      + lambda_a |G_BA(G_AB(a)) - a| + lambda_b |G_AB(G_BA(b)) - b|
      + identity * (lambda_b |G_AB(rgb(b)) - b| + lambda_a |G_BA(grey(a)) - a|)
+     + perceptual_weight * (perc(G_BA(G_AB(a)), a) + perc(G_AB(G_BA(b)), b))
   D_A: 0.5 [adv(D_A(a), real) + adv(D_A(pool_A(G_BA(b))), fake)], D_B alike.
 
 Identity across 3 <-> 1 channels: a generator's identity input is the
@@ -21,6 +22,12 @@ target-domain image converted to the generator's input channels: G_AB
 unchanged; G_BA (sketch -> photo) gets the photo's luma and should return the
 photo (so it asks G_BA to keep the tones it is given and guess only colour).
 `loss.identity` = 0 switches the term off.
+
+perc is the L1 distance of early FID-Inception features of a cycle
+reconstruction and its input (jaxgen/perceptual.py; grey sketches are
+repeated to RGB); `gan.perceptual_weight` = 0, the default, switches it off,
+> 0 needs the evaluation weights, `gan.perceptual_layers` picks the maps.
+Metrics g_perc_a and g_perc_b are the unweighted distances.
 
 Updates, as the reference: one forward of both generators, the generators'
 step against the current discriminators, then the discriminators' step on
@@ -53,7 +60,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen import backend
-from jaxgen import losses, optim
+from jaxgen import losses, optim, perceptual
 from jaxgen.evaluation import paired as paired_eval
 from jaxgen.models import patchgan, resnet, unet
 from jaxgen.tasks import base
@@ -83,11 +90,15 @@ to_channels = base.to_channels
 class CycleGANTask(base.Task):
   """Unpaired two-way translation (see the module docstring)."""
 
-  def __init__(self, config):
+  def __init__(self, config, perceptual_params=None):
+    """Builds the models; `perceptual_params` replaces the loaded feature
+    weights of the perceptual term (tests; see jaxgen/perceptual.py)."""
     super().__init__(config)
     m = config.model
     gan_base.check_alternation(config.gan)
     self.reg = regularizers.Regularizers(config.gan)
+    self.perceptual = perceptual.from_config(
+        config.gan, config.data.crop_size, perceptual_params)
     if m.norm not in NORMS:
       raise ValueError(f"Unknown model.norm {m.norm!r} for CycleGAN; valid: "
                        f"{NORMS}.")
@@ -230,6 +241,11 @@ class CycleGANTask(base.Task):
             self._d_features(d_params, name, seen), suffix="_" + gen)
         total = total + fm
         metrics.update(fm_metrics)
+    if self.perceptual:
+      metrics["g_perc_a"] = self.perceptual.distance(rec_a, a)
+      metrics["g_perc_b"] = self.perceptual.distance(rec_b, b)
+      total = total + self.perceptual.weight * (metrics["g_perc_a"] +
+                                                metrics["g_perc_b"])
     if cfg.identity > 0:
       idt_b = self._g(g_params, "ab", to_channels(b, self.ca))
       idt_a = self._g(g_params, "ba", to_channels(a, self.cb))
