@@ -30,6 +30,13 @@ held in the state). G_AB and G_BA share one Adam, as do D_A and D_B; both use
 n_epochs_decay, counted in epochs of the data: see jaxgen/optim.py).
 `gan.d_steps` / `gan.g_steps` alternate as in the other GAN families.
 
+Discriminator options (jaxgen/models/patchgan.py; off by default):
+`gan.d_spectral_norm` spectrally normalises every weight of D_A and D_B;
+their power-iteration state is `state.d.batch_stats` ({"a", "b"}; None
+without it), updated by the D step and checkpointed. `gan.d_scales` = k > 1
+makes each a k-scale PatchGAN (pix2pixHD) returning a list of logit maps,
+which the losses average; the pools hold images, so only the losses see it.
+
 Normalisation: "instance" (default) or "none"; BatchNorm is not offered
 (with the reference's batch size 1 it would be instance norm with running
 statistics added, and four networks' statistics would have to be threaded
@@ -87,9 +94,13 @@ class CycleGANTask(base.Task):
     self.ca, self.cb = int(config.data.a_channels), int(config.data.b_channels)
     self.g_ab = self._generator(self.cb)
     self.g_ba = self._generator(self.ca)
-    self.disc = patchgan.PatchGAN(
-        width=m.d_width, max_width=m.max_width, n_layers=m.n_layers,
-        norm=m.norm, downsample_impl=m.downsample_impl, dtype=self.dtype)
+    patchgan.check_scales(config.data.crop_size, m.n_layers,
+                          config.gan.get("d_scales", 1))
+    self.disc = patchgan.discriminator(
+        config.gan.get("d_scales", 1), width=m.d_width, max_width=m.max_width,
+        n_layers=m.n_layers, norm=m.norm, downsample_impl=m.downsample_impl,
+        spectral_norm=config.gan.get("d_spectral_norm", False),
+        dtype=self.dtype)
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
     self._samples_jit = backend.jit(self._samples)
@@ -123,11 +134,15 @@ class CycleGANTask(base.Task):
     ex = self.example_batch()
     keys = jax.random.split(base.rbg_key(rng), 4)
     init = lambda module, key, *x: jax.jit(
-        functools.partial(module.init, train=False))(key, *x)["params"]
-    g_params = {"ab": init(self.g_ab, keys[0], ex["a"]),
-                "ba": init(self.g_ba, keys[1], ex["b"])}
-    d_params = {"a": init(self.disc, keys[2], None, ex["a"]),
-                "b": init(self.disc, keys[3], None, ex["b"])}
+        functools.partial(module.init, train=False))(key, *x)
+    g_params = {"ab": init(self.g_ab, keys[0], ex["a"])["params"],
+                "ba": init(self.g_ba, keys[1], ex["b"])["params"]}
+    d_vars = {"a": init(self.disc, keys[2], None, ex["a"]),
+              "b": init(self.disc, keys[3], None, ex["b"])}
+    d_params = {k: v["params"] for k, v in d_vars.items()}
+    # Spectral normalisation's state; BatchNorm is not offered here.
+    d_stats = ({k: v["batch_stats"] for k, v in d_vars.items()}
+               if "batch_stats" in d_vars["a"] else None)
     size = int(self.config.pool.size)
     return CycleGANState(
         step=jnp.zeros((), jnp.int32),
@@ -136,7 +151,8 @@ class CycleGANTask(base.Task):
                                                          self.g_updates)),
         d=base.TrainState.create(apply_fn=None, params=d_params,
                                  tx=optim.make_optimizer(self.config.d_optim,
-                                                         self.d_updates)),
+                                                         self.d_updates),
+                                 batch_stats=d_stats),
         pool_a=image_pool.init_pool(size, ex["a"].shape[1:]),
         pool_b=image_pool.init_pool(size, ex["b"].shape[1:]))
 
@@ -146,8 +162,30 @@ class CycleGANTask(base.Task):
     module = self.g_ab if name == "ab" else self.g_ba
     return module.apply({"params": params[name]}, x, train=True)
 
-  def _d(self, params, name, x):
-    return self.disc.apply({"params": params[name]}, None, x, train=True)
+  def _d_apply(self, d_vars, name, x):
+    """D_name(x) in train mode: (logits, D_name's new batch_stats or None).
+
+    Args:
+      d_vars: both discriminators' variables, `state.d.variables()`:
+        {"params": {"a", "b"}}, plus {"batch_stats": {"a", "b"}} (spectral
+        normalisation's state) with `gan.d_spectral_norm`.
+      name: "a" or "b".
+      x: images.
+
+    Returns:
+      The logits (a list for several scales) and, with spectral
+      normalisation, D_name's state with this call's power iteration.
+    """
+    v = {col: tree[name] for col, tree in d_vars.items()}
+    if "batch_stats" not in v:
+      return self.disc.apply(v, None, x, train=True), None
+    logits, upd = self.disc.apply(v, None, x, train=True,
+                                  mutable=["batch_stats"])
+    return logits, upd["batch_stats"]
+
+  def _d(self, d_vars, name, x):
+    """D_name(x) logits in train mode (state updates dropped)."""
+    return self._d_apply(d_vars, name, x)[0]
 
   def translate(self, state, images, direction: str = "BtoA"):
     """Translates [b, h, w, c] images in [-1, 1] ("AtoB" or "BtoA").
@@ -192,15 +230,15 @@ class CycleGANTask(base.Task):
 
   # The step.
 
-  def _g_loss(self, g_params, d_params, a, b):
+  def _g_loss(self, g_params, d_vars, a, b):
     cfg = self.config.loss
     kind = self.config.gan.loss
     fake_b = self._g(g_params, "ab", a)
     fake_a = self._g(g_params, "ba", b)
     rec_a = self._g(g_params, "ba", fake_b)
     rec_b = self._g(g_params, "ab", fake_a)
-    adv_ab = jnp.mean(losses.gan_g_loss(self._d(d_params, "b", fake_b), kind))
-    adv_ba = jnp.mean(losses.gan_g_loss(self._d(d_params, "a", fake_a), kind))
+    adv_ab = jnp.mean(losses.gan_g_loss(self._d(d_vars, "b", fake_b), kind))
+    adv_ba = jnp.mean(losses.gan_g_loss(self._d(d_vars, "a", fake_a), kind))
     cyc_a = cfg.lambda_a * jnp.mean(losses.l1(rec_a, a))
     cyc_b = cfg.lambda_b * jnp.mean(losses.l1(rec_b, b))
     total = adv_ab + adv_ba + cyc_a + cyc_b
@@ -217,19 +255,24 @@ class CycleGANTask(base.Task):
     metrics["g_loss"] = total
     return total, (metrics, fake_a, fake_b)
 
-  def _d_loss(self, d_params, a, b, fake_a, fake_b):
+  def _d_loss(self, d_params, d, a, b, fake_a, fake_b):
+    """(D_A + D_B loss, (metrics, new `d.batch_stats`)) for D TrainState d."""
     kind = self.config.gan.loss
-    d_a = losses.halved_d_loss(self._d(d_params, "a", a),
-                               self._d(d_params, "a", fake_a), kind)
-    d_b = losses.halved_d_loss(self._d(d_params, "b", b),
-                               self._d(d_params, "b", fake_b), kind)
-    return d_a + d_b, {"d_a": d_a, "d_b": d_b}
+    v = d.variables(d_params)
+    # The power iteration does not depend on the images: the real pass's
+    # update is the fake pass's.
+    real_a, stats_a = self._d_apply(v, "a", a)
+    real_b, stats_b = self._d_apply(v, "b", b)
+    d_a = losses.halved_d_loss(real_a, self._d(v, "a", fake_a), kind)
+    d_b = losses.halved_d_loss(real_b, self._d(v, "b", fake_b), kind)
+    stats = None if stats_a is None else {"a": stats_a, "b": stats_b}
+    return d_a + d_b, ({"d_a": d_a, "d_b": d_b}, stats)
 
   def train_step(self, state, batch, rng):
     gan = self.config.gan
     a, b = batch["a"], batch["b"]
     (_, (g_metrics, fake_a, fake_b)), g_grads = jax.value_and_grad(
-        self._g_loss, has_aux=True)(state.g.params, state.d.params, a, b)
+        self._g_loss, has_aux=True)(state.g.params, state.d.variables(), a, b)
     fake_a, fake_b = jax.lax.stop_gradient((fake_a, fake_b))
 
     def g_update(s, apply):
@@ -243,11 +286,11 @@ class CycleGANTask(base.Task):
                                          self.config.pool.swap_prob)
       pool_b, mixed_b = image_pool.query(s.pool_b, fake_b, rng_b,
                                          self.config.pool.swap_prob)
-      (_, metrics), grads = jax.value_and_grad(self._d_loss, has_aux=True)(
-          s.d.params, a, b, mixed_a, mixed_b)
+      (_, (metrics, stats)), grads = jax.value_and_grad(
+          self._d_loss, has_aux=True)(s.d.params, s.d, a, b, mixed_a, mixed_b)
       if apply:
-        s = s.replace(d=gan_base.apply_updates(s.d, grads), pool_a=pool_a,
-                      pool_b=pool_b)
+        s = s.replace(d=gan_base.apply_updates(s.d, grads, batch_stats=stats),
+                      pool_a=pool_a, pool_b=pool_b)
       metrics["d_lr"] = gan_base.lr_metric(self.config.d_optim,
                                            self.d_updates, s.d)
       return s, metrics

@@ -6,6 +6,12 @@ step counter (each call of `train_step` consumes one batch). Every call
 reports both losses; the network that is not updated in a call has its loss
 evaluated without an update.
 
+`gan.d_spectral_norm` spectrally normalises the discriminator's weights
+(jaxgen/models/dcgan.py); its power-iteration state lives with the
+BatchNorm statistics in `state.d.batch_stats`, updated by every training
+call of D and checkpointed with it. `gan.d_scales` must stay 1 (multi-scale
+discriminators are PatchGANs: cgan, cyclegan).
+
 The "best" checkpoint uses `eval/swd`, a sliced Wasserstein distance between
 generated and held-out real images (pixels), until an Inception-based metric
 is configured.
@@ -22,12 +28,22 @@ from jaxgen.tasks import gan_base
 GANState = gan_base.GANState
 
 
+def check_single_scale(gan_cfg):
+  """Raises unless gan.d_scales is 1 (the default) for a one-scale D."""
+  if gan_cfg.get("d_scales", 1) != 1:
+    raise ValueError(
+        f"gan.d_scales={gan_cfg.d_scales} needs a multi-scale "
+        "discriminator (the PatchGAN families: cgan, cyclegan); this "
+        "family's discriminator has one scale, set gan.d_scales=1.")
+
+
 class GANTask(base.Task):
   """Unconditional GAN on `batch["image"]` in [0, 1] (mapped to [-1, 1])."""
 
   def __init__(self, config):
     super().__init__(config)
     gan_base.check_alternation(config.gan)
+    check_single_scale(config.gan)
     self.gen, self.disc = self.make_models(config.data.res,
                                            config.data.channels)
 
@@ -41,8 +57,10 @@ class GANTask(base.Task):
     gen = dcgan.Generator(res=res, channels=channels, width=m.g_width,
                           max_width=m.max_width,
                           upsample_impl=m.get("upsample_impl"))
-    disc = dcgan.Discriminator(width=m.d_width, max_width=m.max_width,
-                               downsample_impl=m.get("downsample_impl"))
+    disc = dcgan.Discriminator(
+        width=m.d_width, max_width=m.max_width,
+        downsample_impl=m.get("downsample_impl"),
+        spectral_norm=self.config.gan.get("d_spectral_norm", False))
     return gen, disc
 
   def init_state(self, rng, batch=None):
