@@ -69,6 +69,10 @@ def get_config(arg=None):
       code_dim=100,        # Encoder generator: sketch code size...
       z_dim=100,           # ...and noise size.
       label_dim=8,         # Label embedding channels (labels variant).
+      # Labels variant: "concat" (label channels at the G and D inputs) or
+      # "projection" (projection discriminator + class-conditional norms in
+      # the generator's decoder; see jaxgen/tasks/cgan.py).
+      label_injection="concat",
       dtype="auto",        # bfloat16 compute on GPU/TPU; or float32/bfloat16.
       upsample_impl="auto",
       downsample_impl="auto",

@@ -3,6 +3,12 @@ resolution >= 8 and any channel count.
 
 Generator: z -> dense 4x4 -> [UpConv, BatchNorm, ReLU]* -> UpConv -> tanh.
 Discriminator: [DownConv, (BatchNorm), LeakyReLU(0.2)]* -> dense -> logit.
+
+`spectral_norm=True` (`gan.d_spectral_norm`) spectrally normalises every
+DownConv kernel and the dense layer's (jaxgen/models/normalization.py). The
+BatchNorm layers stay: normalisation layers are configured separately from
+spectral normalisation in every family (this one has no switch; the Siamese
+and PatchGAN discriminators have `model.d_norm` / `model.norm`).
 """
 
 from typing import Optional
@@ -11,6 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxgen.models import layers
+from jaxgen.models import normalization
 from jaxgen.models.vae import level_widths, num_levels
 
 
@@ -40,22 +47,33 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """image -> real/fake logit [batch]."""
+  """image -> real/fake logit [batch].
+
+  Attributes:
+    width: channels of the first block, doubled per block up to max_width.
+    max_width: channel cap.
+    downsample_impl: see layers.DownConv.
+    spectral_norm: spectrally normalise every weight (state in
+      "batch_stats"; training calls store one power iteration each).
+    dtype: compute dtype.
+  """
   width: int = 64
   max_width: int = 512
   downsample_impl: Optional[str] = None
+  spectral_norm: bool = False
   dtype: Optional[jnp.dtype] = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
+    sn = lambda layer: normalization.spectral(layer, self.spectral_norm, train)
     widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
     for i, w in enumerate(widths):
-      x = layers.DownConv(w, use_bias=i == 0, impl=self.downsample_impl,
-                          dtype=self.dtype)(x)
+      x = sn(layers.DownConv(w, use_bias=i == 0, impl=self.downsample_impl,
+                             dtype=self.dtype))(x)
       if i:  # DCGAN: no normalisation on the first block.
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                          dtype=self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     # A dense layer on the 4x4 map is the classic 4x4 "valid" convolution.
-    out = nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))
+    out = sn(nn.Dense(1, dtype=self.dtype))(x.reshape(x.shape[0], -1))
     return out[:, 0].astype(jnp.float32)

@@ -10,17 +10,26 @@ the same weights; with `similarity=False` the module is a DCGAN
 discriminator (encoder + linear head on the 4x4 map), which is what the
 "plain" baseline trains.
 
-Calls: `__call__(x)` -> (features, D logits); `similarity(fa, fb)` -> S
-logits from two feature batches (so a training step encodes each image once
-and reuses the features for both heads).
+Calls: `__call__(x)` -> (features, D logits); `similarity_logits(fa, fb)`
+-> S logits from two feature batches (so a training step encodes each image
+once and reuses the features for both heads).
+
+`spectral_norm=True` (`gan.d_spectral_norm`) spectrally normalises every
+weight of the encoder and both heads (jaxgen/models/normalization.py); the
+encoder's `norm` stays as configured (set it to "none" separately). Training
+calls of `__call__` (train=True) then need mutable=["batch_stats"] and store
+one power iteration of every weight, the similarity head's included;
+`similarity_logits` uses the stored state.
 """
 
+import functools
 from typing import Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxgen.models import layers
+from jaxgen.models import normalization
 from jaxgen.models.vae import level_widths, num_levels
 
 NORMS = ("batch", "layer", "none")
@@ -36,12 +45,14 @@ class Encoder(nn.Module):
       example, so a pair's features do not depend on the rest of the batch)
       or "none". The first block is never normalised, as in DCGAN.
     downsample_impl: see layers.DownConv.
+    spectral_norm: spectrally normalise the convolution kernels.
   """
   width: int = 64
   max_width: int = 512
   norm: str = "batch"
   downsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -50,8 +61,9 @@ class Encoder(nn.Module):
                        f"{', '.join(NORMS)}.")
     widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
     for i, w in enumerate(widths):
-      x = layers.DownConv(w, use_bias=i == 0 or self.norm == "none",
-                          impl=self.downsample_impl, dtype=self.dtype)(x)
+      conv = layers.DownConv(w, use_bias=i == 0 or self.norm == "none",
+                             impl=self.downsample_impl, dtype=self.dtype)
+      x = normalization.spectral(conv, self.spectral_norm, train)(x)
       if i and self.norm == "batch":
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                          dtype=self.dtype)(x)
@@ -69,16 +81,19 @@ class SimilarityHead(nn.Module):
 
   Attributes:
     hidden: width of the hidden layer (0: a linear head).
+    spectral_norm: spectrally normalise the dense layers' kernels.
   """
   hidden: int = 128
   dtype: Optional[jnp.dtype] = None
+  spectral_norm: bool = False
 
   @nn.compact
-  def __call__(self, fa, fb):
+  def __call__(self, fa, fb, train: bool = True):
+    sn = lambda layer: normalization.spectral(layer, self.spectral_norm, train)
     h = jnp.abs(fa - fb)
     if self.hidden:
-      h = nn.leaky_relu(nn.Dense(self.hidden, dtype=self.dtype)(h), 0.2)
-    return nn.Dense(1, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
+      h = nn.leaky_relu(sn(nn.Dense(self.hidden, dtype=self.dtype))(h), 0.2)
+    return sn(nn.Dense(1, dtype=self.dtype))(h)[:, 0].astype(jnp.float32)
 
 
 class SiameseDiscriminator(nn.Module):
@@ -88,6 +103,7 @@ class SiameseDiscriminator(nn.Module):
     width, max_width, norm, downsample_impl: of the Encoder.
     similarity: whether the similarity head exists.
     sim_hidden: hidden width of the similarity head.
+    spectral_norm: spectrally normalise every weight (encoder and heads).
   """
   width: int = 64
   max_width: int = 512
@@ -96,20 +112,32 @@ class SiameseDiscriminator(nn.Module):
   sim_hidden: int = 128
   downsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
+  spectral_norm: bool = False
 
   def setup(self):
     self.encoder = Encoder(self.width, self.max_width, self.norm,
-                           self.downsample_impl, self.dtype)
+                           self.downsample_impl, self.dtype,
+                           self.spectral_norm)
     self.adv_head = nn.Dense(1, dtype=self.dtype)
+    if self.spectral_norm:
+      self.adv_head_sn = nn.SpectralNorm(self.adv_head)
     if self.similarity:
-      self.sim_head = SimilarityHead(self.sim_hidden, self.dtype)
+      self.sim_head = SimilarityHead(self.sim_hidden, self.dtype,
+                                     self.spectral_norm)
 
   def __call__(self, x, train: bool = True):
     """Returns (features [b, d], real/fake logits [b])."""
     feats = self.encoder(x, train)
-    logits = self.adv_head(feats)[:, 0].astype(jnp.float32)
-    if self.similarity and self.is_initializing():
-      self.sim_head(feats, feats)  # Creates the head's parameters.
+    head = (functools.partial(self.adv_head_sn, update_stats=train)
+            if self.spectral_norm else self.adv_head)
+    logits = head(feats)[:, 0].astype(jnp.float32)
+    if self.similarity and (self.is_initializing() or
+                            (train and self.spectral_norm)):
+      # Creates the head's parameters; with spectral normalisation, a
+      # training call also stores the head's power iteration here (it does
+      # not depend on the inputs; the head's output is unused), so that
+      # `similarity_logits` needs no mutable state.
+      self.sim_head(feats, feats, train)
     return feats, logits
 
   def similarity_logits(self, fa, fb):
@@ -117,4 +145,4 @@ class SiameseDiscriminator(nn.Module):
     if not self.similarity:
       raise ValueError("This discriminator has no similarity head "
                        "(similarity=False).")
-    return self.sim_head(fa, fb)
+    return self.sim_head(fa, fb, train=False)

@@ -19,9 +19,14 @@ encoder to a `code_dim` vector, concatenated with noise z and decoded to the
 image.
 
 Both take an optional integer class label, embedded and broadcast as extra
-input channels (`LabelChannels`). Parameters stay float32 (`param_dtype`);
-`dtype` sets the compute precision (bfloat16 for mixed precision) and the
-output is float32 in [-1, 1].
+input channels (`LabelChannels`). With `label_injection="projection"`
+(`model.label_injection`; the discriminator is then a projection PatchGAN)
+the decoder is label-conditioned as well: every decoder normalisation layer
+is followed by a per-class scale and shift (`normalization.ClassFiLM`,
+conditional batch norm; identity at init), so the label reaches every
+resolution instead of only the input, where the bottleneck can drop it.
+Parameters stay float32 (`param_dtype`); `dtype` sets the compute precision
+(bfloat16 for mixed precision) and the output is float32 in [-1, 1].
 """
 
 import math
@@ -31,6 +36,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxgen.models import layers
+from jaxgen.models import normalization
+
+LABEL_INJECTIONS = ("concat", "projection")
 
 
 def unet_depth(res: int) -> int:
@@ -102,6 +110,34 @@ def append_label(module, x, label, dtype):
   return x
 
 
+def check_label_injection(kind: str):
+  """Raises a ValueError unless `kind` is one of LABEL_INJECTIONS."""
+  if kind not in LABEL_INJECTIONS:
+    raise ValueError(f"Unknown model.label_injection {kind!r}; valid: "
+                     f"{', '.join(LABEL_INJECTIONS)}.")
+
+
+def label_film(module, x, label, name):
+  """`ClassFiLM` of `x` for a "projection" model with labels, else `x`.
+
+  Call from inside a compact method, after a decoder normalisation layer.
+
+  Args:
+    module: the calling generator (has `num_classes`, `label_injection`).
+    x: [b, h, w, c] normalised features.
+    label: [b] integer labels (None for an unconditional module).
+    name: the submodule's name.
+
+  Returns:
+    x, scaled and shifted per class when label-conditioned by projection.
+  """
+  check_label_injection(module.label_injection)
+  if not module.num_classes or module.label_injection != "projection":
+    return x
+  return normalization.ClassFiLM(module.num_classes, dtype=module.dtype,
+                                 name=name)(x, label)
+
+
 class UNet(nn.Module):
   """Sketch [b, res, res, Cin] (+ label) -> image [b, res, res, out] in [-1, 1].
 
@@ -121,6 +157,8 @@ class UNet(nn.Module):
     upsample_impl: UpConv implementation (None/'auto' = backend default).
     downsample_impl: DownConv implementation.
     dtype: compute dtype (params are float32).
+    label_injection: "concat" (input channels only) or "projection" (also
+      a `ClassFiLM` after each decoder norm, named "film<level>").
   """
   out_channels: int
   depth: int = 0
@@ -135,6 +173,7 @@ class UNet(nn.Module):
   upsample_impl: Optional[str] = None
   downsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
+  label_injection: str = "concat"
 
   @nn.compact
   def __call__(self, x, label=None, z=None, train: bool = True):
@@ -164,7 +203,7 @@ class UNet(nn.Module):
       x = layers.UpConv(level_width(self.width, self.max_width, level),
                         use_bias=bias, impl=self.upsample_impl,
                         dtype=self.dtype, name=f"up{level + 1}")(x)
-      x = norm()(x)
+      x = label_film(self, norm()(x), label, f"film{level + 1}")
       if 1 <= j <= self.num_dropout and self.dropout > 0:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = nn.relu(x)
@@ -194,6 +233,8 @@ class EncoderGenerator(nn.Module):
     upsample_impl: UpConv implementation.
     downsample_impl: DownConv implementation.
     dtype: compute dtype (params are float32).
+    label_injection: "concat" or "projection" (as for `UNet`; the FiLMs
+      follow the decoder's BatchNorms, "film<level>" and "film_project").
   """
   out_channels: int
   width: int = 64
@@ -204,6 +245,7 @@ class EncoderGenerator(nn.Module):
   upsample_impl: Optional[str] = None
   downsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
+  label_injection: str = "concat"
 
   @nn.compact
   def __call__(self, x, label=None, z=None, train: bool = True):
@@ -229,12 +271,13 @@ class EncoderGenerator(nn.Module):
     top = level_width(self.width, self.max_width, levels - 1)
     h = nn.Dense(4 * 4 * top, use_bias=False, dtype=self.dtype,
                  name="project")(h)
-    h = nn.relu(norm()(h.reshape(h.shape[0], 4, 4, top)))
+    h = nn.relu(label_film(self, norm()(h.reshape(h.shape[0], 4, 4, top)),
+                           label, "film_project"))
     for level in reversed(range(levels - 1)):
       h = layers.UpConv(level_width(self.width, self.max_width, level),
                         use_bias=False, impl=self.upsample_impl,
                         dtype=self.dtype, name=f"up{level + 1}")(h)
-      h = nn.relu(norm()(h))
+      h = nn.relu(label_film(self, norm()(h), label, f"film{level + 1}"))
     h = layers.UpConv(self.out_channels, impl=self.upsample_impl,
                       dtype=self.dtype, name="up0")(h)
     return jnp.tanh(h.astype(jnp.float32))

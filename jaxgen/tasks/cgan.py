@@ -7,6 +7,18 @@ Generator (`model.generator`): "unet" (pix2pix U-Net, dropout as noise) or
 "encoder" (sketch encoder to a `code_dim` vector joined with noise z, no
 skips). Discriminator: a PatchGAN on (sketch, image) pairs.
 
+Discriminator and label options (jaxgen/models/patchgan.py, unet.py; off
+by default):
+  gan.d_spectral_norm  spectral normalisation of every D weight; its state
+                       is in `state.d.batch_stats` (with any BatchNorm's).
+  gan.d_scales         k > 1: k PatchGANs on the pair average-pooled 0..k-1
+                       times (pix2pixHD); D returns a list of logit maps and
+                       the losses and D(x) metrics average over it.
+  model.label_injection  label-conditioned data only: "concat" (label
+                       channels at the inputs of G and D) or "projection"
+                       (a projection PatchGAN, and class-conditional scale
+                       and shift after G's decoder norms).
+
 Losses (computed in float32 whatever `model.dtype`):
   D: 0.5 * [adv(D(s, y), real) + adv(D(s, G(s)), fake)]  (halved, pix2pix)
   G: adv(D(s, G(s)), real) + l1_weight * |G(s) - y|       (L1 on [-1, 1])
@@ -75,6 +87,14 @@ class CGANTask(base.Task):
     self.reg = regularizers.Regularizers(config.gan)
     self.perceptual = perceptual.from_config(
         config.gan, config.data.crop_size, perceptual_params)
+    m = config.model
+    unet.check_label_injection(m.get("label_injection", "concat"))
+    if (m.get("label_injection", "concat") == "projection"
+        and not self.num_classes):
+      raise ValueError("model.label_injection='projection' needs labels "
+                       "(data.num_classes > 0); use 'concat' otherwise.")
+    patchgan.check_scales(config.data.crop_size, m.n_layers,
+                          config.gan.get("d_scales", 1))
     self.gen, self.disc = self.make_models()
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
@@ -97,7 +117,8 @@ class CGANTask(base.Task):
     dtype = base.resolve_dtype(m.get("dtype", "auto"))
     norm = m.get("norm", "batch")
     common = dict(num_classes=self.num_classes, label_dim=m.label_dim,
-                  dtype=dtype)
+                  dtype=dtype,
+                  label_injection=m.get("label_injection", "concat"))
     photo_channels = self.channels[1]
     if m.generator == "unet":
       gen = unet.UNet(
@@ -115,9 +136,11 @@ class CGANTask(base.Task):
     else:
       raise ValueError(f"Unknown model.generator {m.generator!r}; valid: "
                        f"{GENERATORS}.")
-    disc = patchgan.PatchGAN(width=m.d_width, max_width=m.max_width,
-                             n_layers=m.n_layers, norm=norm,
-                             downsample_impl=m.downsample_impl, **common)
+    disc = patchgan.discriminator(
+        self.config.gan.get("d_scales", 1), width=m.d_width,
+        max_width=m.max_width, n_layers=m.n_layers, norm=norm,
+        downsample_impl=m.downsample_impl,
+        spectral_norm=self.config.gan.get("d_spectral_norm", False), **common)
     return gen, disc
 
   def example_batch(self, num=2):

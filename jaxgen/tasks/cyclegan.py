@@ -42,6 +42,13 @@ discriminator: `diffaug` on everything D_A and D_B see (pool images
 included), GP / R1 on each (d_gp_a, d_r1_b, ...); `feature_matching` adds
 G_AB against D_B's features and G_BA against D_A's (g_fm_ab, g_fm_ba).
 
+Discriminator options (jaxgen/models/patchgan.py; off by default):
+`gan.d_spectral_norm` spectrally normalises every weight of D_A and D_B;
+their power-iteration state is `state.d.batch_stats` ({"a", "b"}; None
+without it), updated by the D step and checkpointed. `gan.d_scales` = k > 1
+makes each a k-scale PatchGAN (pix2pixHD) returning a list of logit maps,
+which the losses average; the pools hold images, so only the losses see it.
+
 Normalisation: "instance" (default) or "none"; BatchNorm is not offered
 (with the reference's batch size 1 it would be instance norm with running
 statistics added, and four networks' statistics would have to be threaded
@@ -105,9 +112,13 @@ class CycleGANTask(base.Task):
     self.ca, self.cb = int(config.data.a_channels), int(config.data.b_channels)
     self.g_ab = self._generator(self.cb)
     self.g_ba = self._generator(self.ca)
-    self.disc = patchgan.PatchGAN(
-        width=m.d_width, max_width=m.max_width, n_layers=m.n_layers,
-        norm=m.norm, downsample_impl=m.downsample_impl, dtype=self.dtype)
+    patchgan.check_scales(config.data.crop_size, m.n_layers,
+                          config.gan.get("d_scales", 1))
+    self.disc = patchgan.discriminator(
+        config.gan.get("d_scales", 1), width=m.d_width, max_width=m.max_width,
+        n_layers=m.n_layers, norm=m.norm, downsample_impl=m.downsample_impl,
+        spectral_norm=config.gan.get("d_spectral_norm", False),
+        dtype=self.dtype)
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
     self._samples_jit = backend.jit(self._samples)
@@ -141,11 +152,15 @@ class CycleGANTask(base.Task):
     ex = self.example_batch()
     keys = jax.random.split(base.rbg_key(rng), 4)
     init = lambda module, key, *x: jax.jit(
-        functools.partial(module.init, train=False))(key, *x)["params"]
-    g_params = {"ab": init(self.g_ab, keys[0], ex["a"]),
-                "ba": init(self.g_ba, keys[1], ex["b"])}
-    d_params = {"a": init(self.disc, keys[2], None, ex["a"]),
-                "b": init(self.disc, keys[3], None, ex["b"])}
+        functools.partial(module.init, train=False))(key, *x)
+    g_params = {"ab": init(self.g_ab, keys[0], ex["a"])["params"],
+                "ba": init(self.g_ba, keys[1], ex["b"])["params"]}
+    d_vars = {"a": init(self.disc, keys[2], None, ex["a"]),
+              "b": init(self.disc, keys[3], None, ex["b"])}
+    d_params = {k: v["params"] for k, v in d_vars.items()}
+    # Spectral normalisation's state; BatchNorm is not offered here.
+    d_stats = ({k: v["batch_stats"] for k, v in d_vars.items()}
+               if "batch_stats" in d_vars["a"] else None)
     size = int(self.config.pool.size)
     return CycleGANState(
         step=jnp.zeros((), jnp.int32),
@@ -154,7 +169,8 @@ class CycleGANTask(base.Task):
                                                          self.g_updates)),
         d=base.TrainState.create(apply_fn=None, params=d_params,
                                  tx=optim.make_optimizer(self.config.d_optim,
-                                                         self.d_updates)),
+                                                         self.d_updates),
+                                 batch_stats=d_stats),
         pool_a=image_pool.init_pool(size, ex["a"].shape[1:]),
         pool_b=image_pool.init_pool(size, ex["b"].shape[1:]))
 
@@ -164,12 +180,36 @@ class CycleGANTask(base.Task):
     module = self.g_ab if name == "ab" else self.g_ba
     return module.apply({"params": params[name]}, x, train=True)
 
-  def _d(self, params, name, x):
-    return self.disc.apply({"params": params[name]}, None, x, train=True)
+  def _d_apply(self, d_vars, name, x):
+    """D_name(x) in train mode: (logits, D_name's new batch_stats or None).
 
-  def _d_features(self, params, name, x):
-    return regularizers.apply_d(self.disc, {"params": params[name]}, None, x,
-                                train=True, features=True)[2]
+    Args:
+      d_vars: both discriminators' variables, `state.d.variables()`:
+        {"params": {"a", "b"}}, plus {"batch_stats": {"a", "b"}} (spectral
+        normalisation's state) with `gan.d_spectral_norm`.
+      name: "a" or "b".
+      x: images.
+
+    Returns:
+      The logits (a list for several scales) and, with spectral
+      normalisation, D_name's state with this call's power iteration.
+    """
+    v = {col: tree[name] for col, tree in d_vars.items()}
+    if "batch_stats" not in v:
+      return self.disc.apply(v, None, x, train=True), None
+    logits, upd = self.disc.apply(v, None, x, train=True,
+                                  mutable=["batch_stats"])
+    return logits, upd["batch_stats"]
+
+  def _d(self, d_vars, name, x):
+    """D_name(x) logits in train mode (state updates dropped)."""
+    return self._d_apply(d_vars, name, x)[0]
+
+  def _d_features(self, d_vars, name, x):
+    """D_name's intermediate features of x in train mode (feature matching)."""
+    v = {col: tree[name] for col, tree in d_vars.items()}
+    return regularizers.apply_d(self.disc, v, None, x, train=True,
+                                features=True)[2]
 
   def translate(self, state, images, direction: str = "BtoA"):
     """Translates [b, h, w, c] images in [-1, 1] ("AtoB" or "BtoA").
@@ -214,7 +254,7 @@ class CycleGANTask(base.Task):
 
   # The step.
 
-  def _g_loss(self, g_params, d_params, a, b, rng=None):
+  def _g_loss(self, g_params, d_vars, a, b, rng=None):
     cfg = self.config.loss
     kind = self.config.gan.loss
     fake_b = self._g(g_params, "ab", a)
@@ -225,8 +265,8 @@ class CycleGANTask(base.Task):
     # What D_B and D_A see of the fakes (augmented when gan.diffaug is set).
     seen_b = self.reg.augment(fake_b, keys[0])
     seen_a = self.reg.augment(fake_a, keys[1])
-    adv_ab = jnp.mean(losses.gan_g_loss(self._d(d_params, "b", seen_b), kind))
-    adv_ba = jnp.mean(losses.gan_g_loss(self._d(d_params, "a", seen_a), kind))
+    adv_ab = jnp.mean(losses.gan_g_loss(self._d(d_vars, "b", seen_b), kind))
+    adv_ba = jnp.mean(losses.gan_g_loss(self._d(d_vars, "a", seen_a), kind))
     cyc_a = cfg.lambda_a * jnp.mean(losses.l1(rec_a, a))
     cyc_b = cfg.lambda_b * jnp.mean(losses.l1(rec_b, b))
     total = adv_ab + adv_ba + cyc_a + cyc_b
@@ -237,8 +277,8 @@ class CycleGANTask(base.Task):
       for gen, name, real, seen, key in (("ab", "b", b, seen_b, keys[2]),
                                          ("ba", "a", a, seen_a, keys[3])):
         fm, fm_metrics = self.reg.fm_term(
-            self._d_features(d_params, name, self.reg.augment(real, key)),
-            self._d_features(d_params, name, seen), suffix="_" + gen)
+            self._d_features(d_vars, name, self.reg.augment(real, key)),
+            self._d_features(d_vars, name, seen), suffix="_" + gen)
         total = total + fm
         metrics.update(fm_metrics)
     if self.perceptual:
@@ -257,31 +297,38 @@ class CycleGANTask(base.Task):
     metrics["g_loss"] = total
     return total, (metrics, fake_a, fake_b)
 
-  def _d_loss(self, d_params, a, b, fake_a, fake_b, rng=None, d_step=0):
+  def _d_loss(self, d_params, d, a, b, fake_a, fake_b, rng=None, d_step=0):
+    """(D_A + D_B loss, (metrics, new `d.batch_stats`)) for D TrainState d."""
     kind = self.config.gan.loss
+    v = d.variables(d_params)
 
     def d_seen(name, key, x):  # D on what it sees of x (augmented or not).
-      return self._d(d_params, name, self.reg.augment(x, key))
+      return self._d(v, name, self.reg.augment(x, key))
 
-    total, metrics = 0.0, {}
+    total, metrics, stats = 0.0, {}, {}
     for i, (name, real, fake) in enumerate((("a", a, fake_a),
                                             ("b", b, fake_b))):
       real_rng, fake_rng, pen_rng, gp_rng = self.reg.split(rng, 4, fold=i)
-      loss = losses.halved_d_loss(d_seen(name, real_rng, real),
-                                  d_seen(name, fake_rng, fake), kind)
+      # The power iteration does not depend on the images: the real pass's
+      # update is the fake pass's.
+      real_logits, stats[name] = self._d_apply(
+          v, name, self.reg.augment(real, real_rng))
+      loss = losses.halved_d_loss(real_logits, d_seen(name, fake_rng, fake),
+                                  kind)
       penalty, reg_metrics = self.reg.d_terms(
           functools.partial(d_seen, name, pen_rng), real, fake, gp_rng,
           d_step, suffix="_" + name)
       total = total + loss + penalty
       metrics.update({"d_" + name: loss, **reg_metrics})
-    return total, metrics
+    stats = None if stats["a"] is None else stats
+    return total, (metrics, stats)
 
   def train_step(self, state, batch, rng):
     gan = self.config.gan
     a, b = batch["a"], batch["b"]
     g_rng, d_rng = self.reg.split(rng, 2, fold=1)
     (_, (g_metrics, fake_a, fake_b)), g_grads = jax.value_and_grad(
-        self._g_loss, has_aux=True)(state.g.params, state.d.params, a, b,
+        self._g_loss, has_aux=True)(state.g.params, state.d.variables(), a, b,
                                     g_rng)
     fake_a, fake_b = jax.lax.stop_gradient((fake_a, fake_b))
 
@@ -296,11 +343,12 @@ class CycleGANTask(base.Task):
                                          self.config.pool.swap_prob)
       pool_b, mixed_b = image_pool.query(s.pool_b, fake_b, rng_b,
                                          self.config.pool.swap_prob)
-      (_, metrics), grads = jax.value_and_grad(self._d_loss, has_aux=True)(
-          s.d.params, a, b, mixed_a, mixed_b, d_rng, s.d.step)
+      (_, (metrics, stats)), grads = jax.value_and_grad(
+          self._d_loss, has_aux=True)(s.d.params, s.d, a, b, mixed_a, mixed_b,
+                                      d_rng, s.d.step)
       if apply:
-        s = s.replace(d=gan_base.apply_updates(s.d, grads), pool_a=pool_a,
-                      pool_b=pool_b)
+        s = s.replace(d=gan_base.apply_updates(s.d, grads, batch_stats=stats),
+                      pool_a=pool_a, pool_b=pool_b)
       metrics["d_lr"] = gan_base.lr_metric(self.config.d_optim,
                                            self.d_updates, s.d)
       return s, metrics

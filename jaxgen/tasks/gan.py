@@ -13,6 +13,12 @@ R1 to D's loss (metrics d_gp, d_r1); `feature_matching` adds to G's loss the
 distance between the batch means of D's layer features of real and
 generated images (g_fm).
 
+`gan.d_spectral_norm` spectrally normalises the discriminator's weights
+(jaxgen/models/dcgan.py); its power-iteration state lives with the
+BatchNorm statistics in `state.d.batch_stats`, updated by every training
+call of D and checkpointed with it. `gan.d_scales` must stay 1 (multi-scale
+discriminators are PatchGANs: cgan, cyclegan).
+
 The "best" checkpoint uses `eval/swd`, a sliced Wasserstein distance between
 generated and held-out real images (pixels), until an Inception-based metric
 is configured.
@@ -30,6 +36,15 @@ from jaxgen.tasks import regularizers
 GANState = gan_base.GANState
 
 
+def check_single_scale(gan_cfg):
+  """Raises unless gan.d_scales is 1 (the default) for a one-scale D."""
+  if gan_cfg.get("d_scales", 1) != 1:
+    raise ValueError(
+        f"gan.d_scales={gan_cfg.d_scales} needs a multi-scale "
+        "discriminator (the PatchGAN families: cgan, cyclegan); this "
+        "family's discriminator has one scale, set gan.d_scales=1.")
+
+
 class GANTask(base.Task):
   """Unconditional GAN on `batch["image"]` in [0, 1] (mapped to [-1, 1])."""
 
@@ -37,6 +52,7 @@ class GANTask(base.Task):
     super().__init__(config)
     gan_base.check_alternation(config.gan)
     self.reg = regularizers.Regularizers(config.gan)
+    check_single_scale(config.gan)
     self.gen, self.disc = self.make_models(config.data.res,
                                            config.data.channels)
 
@@ -50,8 +66,10 @@ class GANTask(base.Task):
     gen = dcgan.Generator(res=res, channels=channels, width=m.g_width,
                           max_width=m.max_width,
                           upsample_impl=m.get("upsample_impl"))
-    disc = dcgan.Discriminator(width=m.d_width, max_width=m.max_width,
-                               downsample_impl=m.get("downsample_impl"))
+    disc = dcgan.Discriminator(
+        width=m.d_width, max_width=m.max_width,
+        downsample_impl=m.get("downsample_impl"),
+        spectral_norm=self.config.gan.get("d_spectral_norm", False))
     return gen, disc
 
   def init_state(self, rng, batch=None):

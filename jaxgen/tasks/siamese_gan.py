@@ -40,6 +40,11 @@ Optional EMA generator (`model.ema_decay` > 0): after every step
   ema <- decay * ema + (1 - decay) * (generator params, batch statistics)
 and the EMA copy is used for samples, `generate` and evaluation.
 
+`gan.d_spectral_norm` spectrally normalises the encoder and both heads
+(jaxgen/models/siamese.py); the power-iteration state is in
+`state.d.batch_stats`, updated by the D step's encoder calls (for both
+heads: see SiameseDiscriminator).
+
 The "best" checkpoint uses the configured `train.best_metric` (default
 `eval/swd`, sliced Wasserstein distance between generated and held-out real
 pixels, as in GANTask).
@@ -109,7 +114,8 @@ class SiameseGANTask(gan.GANTask):
     disc = siamese.SiameseDiscriminator(
         width=m.d_width, max_width=m.max_width, norm=m.get("d_norm", "batch"),
         similarity=self.use_similarity, sim_hidden=m.get("sim_hidden", 128),
-        downsample_impl=m.get("downsample_impl"))
+        downsample_impl=m.get("downsample_impl"),
+        spectral_norm=self.config.gan.get("d_spectral_norm", False))
     return gen, disc
 
   def init_state(self, rng, batch=None):
