@@ -69,7 +69,7 @@ def generate(task, state, num: int, seed: int, chunk: int = 250
   return np.concatenate(parts)[:num]
 
 
-def test_images(test_ds) -> np.ndarray:
+def held_out_images(test_ds) -> np.ndarray:
   """Every image of an unpaired test split, float32 [n, h, w, c] in [0, 1]."""
   return np.concatenate(list(in_training.real_images(test_ds, 100)))
 
@@ -95,7 +95,7 @@ def swd(fake: np.ndarray, real: np.ndarray, seed: int = 0) -> float:
 def _generative(task, state, config, test_ds, extractor, num, batch_size,
                 seed, out_dir, name):
   fake = generate(task, state, num, seed)
-  real = test_images(test_ds)
+  real = held_out_images(test_ds)
   found = {"swd": swd(fake, real, seed)}
   notes = []
   if out_dir:
