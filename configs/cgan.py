@@ -3,11 +3,22 @@ r"""Conditional GAN (pix2pix): sketch -> face photo.
 Real paired data (Kaggle "Person Face Sketches", or CUFS), 256 px:
   python -m jaxgen.main --config=configs/cgan.py --workdir=runs/cgan \
       --config.data.root=PATH/TO/person_face_sketches
-CUFS (train/val; val is evaluated) at 64 px with CPU-sized nets, ~10 min:
-  python -m jaxgen.main \
-      --config=configs/cgan.py:res=64,root=../shared/data/cufs,steps=2500 \
+CUFS at 64 px with CPU-sized nets, ~10 min (`cufs`: root
+../shared/data/cufs beside the repository unless root= is given, and a
+stratified validation split, below):
+  python -m jaxgen.main --config=configs/cgan.py:cufs,res=64,steps=2500 \
       --workdir=runs/cgan_cufs --config.model.g_width=16 \
       --config.model.d_width=16 --config.model.max_width=128
+Validation split of a paired folder (`split=`, i.e. data.val_split): "folder"
+(the default) evaluates on its val/ folder as it is; "stratified" pools
+train/ and val/ and holds out data.val_fraction of EVERY file-name subset
+(the text before a name's first digit: CUFS's cuhk_NN CUHK-student faces and
+ar_NNN AR faces; names without such a prefix form one subset), chosen by a
+hash of the file name, and trains on the rest (jaxgen/data/paired.py). CUFS's
+val/ holds 23 AR pairs only, so "folder" validation never sees a
+CUHK-student face; `cufs` therefore defaults to "stratified" with
+val_fraction 0.15 (31 of the 211 pairs: 18 AR, 13 CUHK-student);
+`cufs,split=folder` gives back the val/ folder.
 Embedded procedural faces, CPU minutes (64 px):
   python -m jaxgen.main --config=configs/cgan.py:demo --workdir=runs/cgan_demo
 Label-conditioned (label embedding as extra input channels of G and D); real
@@ -19,14 +30,18 @@ data: photos in class sub-folders, sketched on the fly, e.g. CIFAR cat/dog:
 Sketch-encoder generator (100-d code + noise z, no skips):
   python -m jaxgen.main --config=configs/cgan.py:encoder,demo --workdir=...
 Options after the colon: demo, tiny (for tests), bench (full-size nets on
-the procedural faces, for benchmarks/bench.py), labels, encoder, res=N,
-steps=N, root=PATH.
+the procedural faces, for benchmarks/bench.py), labels, encoder, cufs,
+res=N, steps=N, root=PATH, split=folder|stratified.
 """
 
 import ml_collections
 
 from jaxgen import configlib, perceptual
+from jaxgen.data import paired
 from jaxgen.data import paired_datasets
+
+# CUFS beside the repository (../shared/data/cufs), for the `cufs` option.
+CUFS_ROOT = configlib.shared_data(__file__, "cufs")
 
 # The variants benchmarks/bench.py runs by default (pix2pix at 128 and 256).
 BENCH_ARGS = ("bench,res=128", "bench,res=256")
@@ -40,9 +55,12 @@ def _patch_layers(res):
 def get_config(arg=None):
   """Returns the cGAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, bench=False,
-                            labels=False, encoder=False, res=0, steps=0,
-                            root="")
+                            labels=False, encoder=False, cufs=False, res=0,
+                            steps=0, root="", split="")
   procedural = arg.demo or arg.tiny or arg.bench
+  if arg.cufs and (procedural or arg.labels):
+    raise ValueError("Config option 'cufs' (the CUFS paired folder) does not "
+                     "go with demo, tiny, bench or labels.")
   res = arg.res or (16 if arg.tiny else 64 if arg.demo else
                     32 if arg.labels else 256)
   c = ml_collections.ConfigDict()
@@ -56,7 +74,16 @@ def get_config(arg=None):
     c.data = paired_datasets.data_config("sketchified_folder", res, arg.root,
                                          num_classes=num_classes)
   else:
-    c.data = paired_datasets.data_config("paired_folder", res, arg.root)
+    c.data = paired_datasets.data_config(
+        "paired_folder", res, arg.root or (CUFS_ROOT if arg.cufs else ""))
+    if arg.cufs:
+      c.data.update(val_split="stratified", val_fraction=0.15)
+  if arg.split:
+    paired.check_val_split(arg.split)
+    if c.data.name != "paired_folder":
+      raise ValueError("Config option 'split' applies to paired folders "
+                       "only (not to demo, tiny, bench or labels).")
+    c.data.val_split = arg.split
   c.model = ml_collections.ConfigDict(dict(
       generator="encoder" if arg.encoder else "unet",  # Or "unet".
       g_width=64,          # Generator channels at full resolution; x2/level.

@@ -15,6 +15,15 @@ Any two folders (e.g. CelebA photos against the CUFS sketches):
 CPU-sized CUFS recipe (64 px, narrow nets; see the README's results):
   python -m jaxgen.main --config=configs/cyclegan.py:cpu,root=../shared/data/cufs \
       --workdir=runs/cyclegan_cufs64
+Paired test split of a paired layout (`split=`, i.e. data.val_split):
+"folder" (default) scores its val/ pairs (CUFS: 23 AR faces only);
+"stratified" trains and tests on a split of train/ + val/ holding out
+data.val_fraction of every file-name subset (CUHK-student and AR alike, as
+configs/cgan.py's `cufs`; jaxgen/data/paired.py). `cufs` = root
+../shared/data/cufs beside the repository (unless root= is given) with the
+stratified split and val_fraction 0.15:
+  python -m jaxgen.main --config=configs/cyclegan.py:cpu,cufs \
+      --workdir=runs/cyclegan_cufs64s
 Embedded procedural faces, CPU minutes (64 px):
   python -m jaxgen.main --config=configs/cyclegan.py:demo --workdir=runs/cyc
 
@@ -22,13 +31,18 @@ Options after the colon: demo, tiny (for tests), bench (full-size nets on the
 procedural faces, for benchmarks/bench.py), cpu (narrow 64 px nets for real
 data on a CPU), res=N, blocks=N (residual blocks; default 9 at 256 px and
 above, 6 below), epochs=N (constant-rate epochs; as many decay epochs follow),
-root=PATH (a {train,val}/{photos,sketches} folder).
+root=PATH (a {train,val}/{photos,sketches} folder), cufs,
+split=folder|stratified.
 """
 
 import ml_collections
 
 from jaxgen import configlib, perceptual
+from jaxgen.data import paired
 from jaxgen.data import unpaired
+
+# CUFS beside the repository (../shared/data/cufs), for the `cufs` option.
+CUFS_ROOT = configlib.shared_data(__file__, "cufs")
 
 # The variants benchmarks/bench.py runs by default (CycleGAN-128 ResNet-6 and
 # CycleGAN-256 ResNet-9, batch 1).
@@ -38,8 +52,12 @@ BENCH_ARGS = ("bench,res=128", "bench,res=256")
 def get_config(arg=None):
   """Returns the CycleGAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, bench=False,
-                            cpu=False, res=0, blocks=0, epochs=0, root="")
+                            cpu=False, res=0, blocks=0, epochs=0, root="",
+                            cufs=False, split="")
   procedural = arg.demo or arg.tiny or arg.bench
+  if (arg.cufs or arg.split) and procedural:
+    raise ValueError("Config options 'cufs' and 'split' are for a paired "
+                     "folder; they do not go with demo, tiny or bench.")
   res = arg.res or (16 if arg.tiny else 64 if (arg.demo or arg.cpu) else 256)
   c = ml_collections.ConfigDict()
   c.task = "cyclegan"
@@ -47,7 +65,14 @@ def get_config(arg=None):
   if procedural:
     c.data = unpaired.data_config("unpaired_procedural", res)
   else:
-    c.data = unpaired.data_config("unpaired_folders", res, root=arg.root)
+    c.data = unpaired.data_config(
+        "unpaired_folders", res,
+        root=arg.root or (CUFS_ROOT if arg.cufs else ""))
+    if arg.cufs:
+      c.data.update(val_split="stratified", val_fraction=0.15)
+  if arg.split:
+    paired.check_val_split(arg.split)
+    c.data.val_split = arg.split
   c.model = ml_collections.ConfigDict(dict(
       generator="resnet",    # Or "unet" (the pix2pix U-Net, instance norm).
       g_width=64,            # ngf.

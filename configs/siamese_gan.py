@@ -27,9 +27,7 @@ from jaxgen import configlib
 
 # The cats + dogs train split of CIFAR-10 (5000 per class).
 TRAIN_IMAGES = 10_000
-_SHARED_FOLDER = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
-    "shared", "data", "cifar10_catdog")
+_SHARED_FOLDER = configlib.shared_data(__file__, "cifar10_catdog")
 
 
 def get_config(arg=None):
@@ -60,7 +58,6 @@ def get_config(arg=None):
       max_width=512,
       d_norm="batch",      # Encoder normalisation: "batch", "layer", "none".
       sim_hidden=128,      # Hidden width of the similarity head (0: linear).
-      ema_decay=arg.ema,   # EMA generator for sampling/eval; 0 = off.
       upsample_impl="auto",
       downsample_impl="auto",
   ))
@@ -68,7 +65,9 @@ def get_config(arg=None):
       d_sim_weight=0.0 if arg.plain else 1.0,  # lambda_D (similarity head).
       g_sim_weight=0.0 if arg.plain else 1.0,  # lambda_G (dissimilarity).
   ))
-  c.gan = configlib.gan_defaults(loss="bce")
+  # ema=DECAY: the EMA generator for samples/eval/best (0 = off); stored
+  # configs of older runs have it as model.ema_decay, which is still read.
+  c.gan = configlib.gan_defaults(loss="bce", ema_decay=arg.ema)
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   batch_size = 64
@@ -96,7 +95,7 @@ def get_config(arg=None):
   if arg.demo:
     real = os.path.isdir(_SHARED_FOLDER)
     c.data.update(source="folder" if real else "synthetic",
-                  root=os.path.normpath(_SHARED_FOLDER) if real else "")
+                  root=_SHARED_FOLDER if real else "")
     # Width 16 runs ~3-5 steps/s on 2 CPU cores: 1500 steps in minutes.
     c.model.update(g_width=16, d_width=16, sim_hidden=64)
     c.train.update(num_steps=1500, log_every=50, eval_every=250,

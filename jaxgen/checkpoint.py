@@ -16,6 +16,7 @@ batch after the checkpoint's step, exactly as an uninterrupted run would.
 Layout: WORKDIR/checkpoints/<step>/ (latest k) and WORKDIR/best/<step>/.
 """
 
+import dataclasses
 import json
 import os
 from typing import Any, Optional, Tuple
@@ -151,11 +152,25 @@ class Checkpointer:
     step = mngr.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"No {which} checkpoint in {self.workdir}.")
-    out = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target_state),
-        meta=ocp.args.JsonRestore()))
+    restore = lambda target: mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+    try:
+      out = restore(target_state)
+      state = out["state"]
+    except ValueError as error:
+      present = _set_fields(target_state)
+      if present is None:
+        raise
+      # A checkpoint written before the state gained an optional field
+      # (e.g. the GAN families' EMA generator, None when off) lacks it:
+      # orbax keeps a None field as a tree entry, so restore the others.
+      try:
+        out = restore(present)
+      except ValueError:
+        raise error  # pylint: disable=raise-missing-from
+      state = dataclasses.replace(target_state, **out["state"])
     data = _restore_position(mngr, step) if with_data else None
-    return out["state"], data, out["meta"]
+    return state, data, out["meta"]
 
   def wait(self):
     self.latest.wait_until_finished()
@@ -166,6 +181,16 @@ class Checkpointer:
     self.latest.close()
     if self.best is not None:
       self.best.close()
+
+
+def _set_fields(state) -> Optional[dict]:
+  """A dataclass state's fields that are not None, or None if all are set
+  (or `state` is not a dataclass)."""
+  if not dataclasses.is_dataclass(state):
+    return None
+  fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+  present = {k: v for k, v in fields.items() if v is not None}
+  return present if len(present) < len(fields) else None
 
 
 def _restore_position(mngr: ocp.CheckpointManager, step: int) -> dict:

@@ -6,6 +6,8 @@ ConfigDict of typed options, with bare words as boolean flags (big_vision
 style).
 """
 
+import os
+
 import ml_collections
 
 
@@ -196,6 +198,20 @@ def signature_data(demo: bool, res: int, root: str = "") -> ml_collections.Confi
       seed=0,
       augment=augment_defaults(),
   ))
+
+
+def shared_data(config_file: str, name: str) -> str:
+  """The folder ../shared/data/NAME beside the repository of a config file.
+
+  Args:
+    config_file: a file in configs/ (its `__file__`).
+    name: the data folder's name, e.g. "cufs".
+
+  Returns:
+    The normalised path (which may not exist).
+  """
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
+  return os.path.normpath(os.path.join(repo, "..", "shared", "data", name))
 
 
 def unknown_override(config: ml_collections.ConfigDict, argv, flag="config"):

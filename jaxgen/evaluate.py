@@ -369,6 +369,8 @@ def write_json(report: Dict, path: str) -> str:
   def clean(v):
     if isinstance(v, dict):
       return {k: clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+      return [clean(x) for x in v]
     return str(v) if isinstance(v, float) and not math.isfinite(v) else v
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:

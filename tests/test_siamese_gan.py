@@ -12,6 +12,7 @@ from jaxgen import configlib
 from jaxgen import train
 from jaxgen.models import dcgan
 from jaxgen.models import siamese
+from jaxgen.tasks import gan_base
 from jaxgen.tasks import siamese_gan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -221,13 +222,13 @@ def test_repeated_d_steps_reduce_d_loss():
 def test_ema_update_math():
   ema = {"w": jnp.array([1.0, 2.0]), "b": {"m": jnp.array(4.0)}}
   new = {"w": jnp.array([3.0, 0.0]), "b": {"m": jnp.array(0.0)}}
-  out = siamese_gan.ema_update(ema, new, 0.9)
+  out = gan_base.ema_update(ema, new, 0.9)
   np.testing.assert_allclose(out["w"], [1.2, 1.8], rtol=1e-6)
   np.testing.assert_allclose(out["b"]["m"], 3.6, rtol=1e-6)
 
 
 def test_ema_in_train_step_and_sampling():
-  task, state, images = _task(**{"model.ema_decay": 0.9})
+  task, state, images = _task(**{"gan.ema_decay": 0.9})
   assert task.ema_decay == 0.9
   ema0 = state.ema
   np.testing.assert_array_equal(
@@ -241,13 +242,13 @@ def test_ema_in_train_step_and_sampling():
     for w, got in zip(jax.tree_util.tree_leaves(want),
                       jax.tree_util.tree_leaves(new.ema[part])):
       np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-7)
-  sampler = task.sampling_generator(new)
+  sampler = gan_base.sampling_generator(new)
   assert sampler.params is new.ema["params"]
   imgs = task.generate(new, _key(1), 3)
   assert imgs.shape == (3, 16, 16, 3)
   # EMA off: no copy in the state, sampling uses the live generator.
   task, state, _ = _task()
-  assert state.ema is None and task.sampling_generator(state) is state.g
+  assert state.ema is None and gan_base.sampling_generator(state) is state.g
 
 
 def test_tiny_run_end_to_end(tmp_path):

@@ -11,7 +11,8 @@ with SiameseGANTask's losses and optional EMA), NCHW, float32:
   G update: fake = G(z2) (train mode, statistics kept); D in train mode with
     its statistics dropped and no D weight gradients;
     L_G = adv(D(fake)) + lambda_G * adv(S(x, fake))  (non-saturating)
-  EMA (model.ema_decay > 0): generator parameters and BN running averages.
+  EMA (gan.ema_decay > 0, or model.ema_decay of older configs): generator
+    parameters and BN running averages.
 
 S(a, b) = MLP(|f(a) - f(b)|). Features are flattened NCHW instead of NHWC
 (a permutation of the same values). The step's cheap metrics (sigmoid
@@ -110,7 +111,8 @@ class SiameseGANReference:
     steps = config.train.num_steps
     self.g_opt = Adam(self.gen.parameters(), config.g_optim, steps)
     self.d_opt = Adam(self.disc.parameters(), config.d_optim, steps)
-    self.ema_decay = float(m.get("ema_decay", 0.0))
+    self.ema_decay = float(self.gan.get("ema_decay", 0.0) or
+                           m.get("ema_decay", 0.0))
     self.ema = None
     if self.ema_decay > 0:
       self.ema = [t.detach().clone() for t in self._ema_sources()]

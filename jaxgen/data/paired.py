@@ -11,21 +11,34 @@ differ). A flat ``ROOT/{photos,sketches}`` folder, as written by
 Missing splits are filled in: ``val`` is carved out of ``train``
 deterministically and a missing ``test`` falls back to ``val``.
 
+Validation split (``val_split``): ``'folder'`` uses the ``val/`` folder as it
+is. ``'stratified'`` pools the ``train/`` and ``val/`` pairs, groups them into
+subsets by file-name pattern (``subset_of``: CUFS's ``cuhk_NN`` CUHK-student
+faces and ``ar_NNN`` AR faces) and holds out ``val_fraction`` of EVERY subset,
+chosen by a hash of the file name alone (``split_names`` with a fixed salt,
+not the data seed, so every run and seed sees the same split), training on
+the rest; ``test/``, when present, is kept as it is. A ``val/`` folder that
+holds one subset only (CUFS's val/ is all AR) hides how the model does on
+the others; the stratified split measures every subset.
+
 ``paired_transform`` is the pix2pix augmentation (resize, random crop and
 flip applied identically to both images, scale to [-1, 1]) as a pure numpy
 function of a ``np.random.Generator``, ready for grain's ``random_map``.
 """
 
 import dataclasses
+import collections
 import hashlib
 import logging
 import os
+import re
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 SPLITS = ('train', 'val', 'test')
+VAL_SPLITS = ('folder', 'stratified')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 _KINDS = ('sketches', 'photos')
 # Channel count each PIL mode decodes to; alpha is dropped, palettes are
@@ -144,26 +157,110 @@ def split_names(names: Sequence[str], val_fraction: float,
   return sorted(ranked[n_val:]), sorted(ranked[:n_val])
 
 
-def resolve_splits(root: str, val_fraction: float = 0.1,
-                   seed: int = 0) -> dict[str, list[Pair]]:
+def check_val_split(val_split: str) -> None:
+  """Raises a ValueError naming config.data.val_split unless it is valid."""
+  if val_split not in VAL_SPLITS:
+    raise ValueError(f'unknown config.data.val_split {val_split!r}; valid: '
+                     f'{VAL_SPLITS}')
+
+
+def subset_of(name: str) -> str:
+  """The subset (file-name pattern group) a pair belongs to.
+
+  Rule: the text before the first digit of the stem, lower-cased, without
+  trailing separators (``_``, ``-``, ``.``, space): ``'cuhk_07'`` -> ``'cuhk'``,
+  ``'ar_012'`` -> ``'ar'``, ``'F2-005'`` -> ``'f'``. Stems without a digit,
+  or starting with one (``'0042'``), all fall into the one fallback subset
+  ``''``, so a dataset of plain numbered files is a single subset.
+
+  Args:
+    name: a pair's file stem.
+
+  Returns:
+    The subset's name ('' for the fallback subset).
+  """
+  match = re.match(r'(\D*)\d', name)
+  return match.group(1).rstrip('_-. ').lower() if match else ''
+
+
+def stratified_split(names: Sequence[str], val_fraction: float
+                     ) -> tuple[list[str], list[str]]:
+  """Holds out ``val_fraction`` of every subset (``subset_of``) of names.
+
+  Each subset is split by ``split_names`` with the fixed salt 0: which names
+  are held out depends on the names alone (not on a seed or their order).
+  A subset of at least 2 names gives at least one to validation (and keeps
+  at least one for training) when the fraction is positive.
+
+  Args:
+    names: unique pair names.
+    val_fraction: fraction in [0, 1) of each subset held out.
+
+  Returns:
+    (train names, validation names), each sorted.
+  """
+  groups = collections.defaultdict(list)
+  for name in names:
+    groups[subset_of(name)].append(name)
+  train, val = [], []
+  for group in groups.values():
+    t, v = split_names(group, val_fraction, seed=0)
+    train += t
+    val += v
+  return sorted(train), sorted(val)
+
+
+def subset_counts(pairs: Sequence[Pair]) -> dict[str, int]:
+  """{subset: number of pairs} (``subset_of``), subsets sorted by name."""
+  counts = collections.Counter(subset_of(p.name) for p in pairs)
+  return dict(sorted(counts.items()))
+
+
+def _stratify(splits: dict[str, list[Pair]], root: str,
+              val_fraction: float) -> None:
+  """Replaces ``splits``' train and val by a stratified split of both."""
+  pooled = {}
+  for pair in splits['train'] + splits.get('val', []):
+    if pair.name in pooled:
+      raise ValueError(
+          f'{root!r}: the name {pair.name!r} is in both train/ and val/; '
+          'val_split="stratified" pools them, so names must be unique')
+    pooled[pair.name] = pair
+  train_names, val_names = stratified_split(list(pooled), val_fraction)
+  splits['train'] = [pooled[n] for n in train_names]
+  splits['val'] = [pooled[n] for n in val_names]
+  logging.info('%s: stratified val split (val_fraction=%g): train %s, val %s '
+               '(pairs per name subset)', root, val_fraction,
+               subset_counts(splits['train']), subset_counts(splits['val']))
+
+
+def resolve_splits(root: str, val_fraction: float = 0.1, seed: int = 0,
+                   val_split: str = 'folder') -> dict[str, list[Pair]]:
   """Finds the train/val/test pairs under ``root``, filling in missing splits.
 
-  ``val`` missing: carved out of ``train`` with ``split_names`` (those pairs
-  leave train). ``test`` missing: a copy of ``val``, with a logged note.
-  A root holding ``photos/`` and ``sketches/`` directly counts as ``train``.
+  ``val_split='folder'``: ``val`` missing is carved out of ``train`` with
+  ``split_names`` (those pairs leave train). ``val_split='stratified'``:
+  train and val are a ``stratified_split`` of the pooled train and val pairs
+  (see the module docstring). ``test`` missing: a copy of ``val``, with a
+  logged note. A root holding ``photos/`` and ``sketches/`` directly counts
+  as ``train``.
 
   Args:
     root: dataset root.
-    val_fraction: fraction of train used as val when there is no val split.
-    seed: seed of that carving.
+    val_fraction: fraction of train used as val when there is no val split
+      ('folder'), or of every subset ('stratified').
+    seed: seed of the carving of a missing val split ('folder' only).
+    val_split: 'folder' or 'stratified'.
 
   Returns:
     Dict split name -> list of ``Pair``.
 
   Raises:
     FileNotFoundError: if the root or the train split is missing.
-    ValueError: for empty or unpaired splits.
+    ValueError: for empty or unpaired splits, an unknown ``val_split``, or a
+      name in both train/ and val/ when stratifying.
   """
+  check_val_split(val_split)
   if not os.path.isdir(root):
     raise FileNotFoundError(_missing_root_message(root))
   present = [s for s in SPLITS if os.path.isdir(os.path.join(root, s))]
@@ -178,7 +275,9 @@ def resolve_splits(root: str, val_fraction: float = 0.1,
         'expected ROOT/{train,val,test}/{photos,sketches}/NAME.ext or '
         'ROOT/{photos,sketches}/NAME.ext')
   splits = {s: find_pairs(dirs[s]) for s in present}
-  if 'val' not in splits:
+  if val_split == 'stratified':
+    _stratify(splits, root, val_fraction)
+  elif 'val' not in splits:
     by_name = {p.name: p for p in splits['train']}
     train_names, val_names = split_names(list(by_name), val_fraction, seed)
     splits['train'] = [by_name[n] for n in train_names]
@@ -233,7 +332,8 @@ class PairedFolder:
   def __init__(self, root: str, split: str = 'train', load_size: Size = 286,
                *, sketch_channels: int | None = None,
                photo_channels: int | None = None, val_fraction: float = 0.1,
-               seed: int = 0, cache_bytes: int = 1 << 30):
+               seed: int = 0, cache_bytes: int = 1 << 30,
+               val_split: str = 'folder'):
     """Resolves the split and checks channels.
 
     Args:
@@ -247,6 +347,8 @@ class PairedFolder:
       seed: seed of that split.
       cache_bytes: decoded images are kept in memory (uint8) when the whole
         split fits in this many bytes; 0 disables the cache.
+      val_split: 'folder' (val/ as it is) or 'stratified' (see
+        ``resolve_splits``).
 
     Raises:
       FileNotFoundError: missing root or folders.
@@ -254,7 +356,7 @@ class PairedFolder:
     """
     if split not in SPLITS:
       raise ValueError(f'unknown split {split!r}; choose one of {SPLITS}')
-    self._pairs = resolve_splits(root, val_fraction, seed)[split]
+    self._pairs = resolve_splits(root, val_fraction, seed, val_split)[split]
     if not self._pairs:
       raise ValueError(
           f'the {split} split of {root!r} is empty: with no val/ folder, val '

@@ -3,7 +3,10 @@
 Registered names (see jaxgen/data/pipeline.py):
 
   paired_folder       ROOT/{train,val,test}/{photos,sketches}/NAME.ext
-                      (Kaggle "Person Face Sketches", CUFS), via PairedFolder.
+                      (Kaggle "Person Face Sketches", CUFS), via PairedFolder;
+                      `val_split` = "folder" evaluates on val/ as it is,
+                      "stratified" on `val_fraction` of every file-name
+                      subset of train/ + val/ (jaxgen/data/paired.py).
   procedural_faces    the embedded procedural faces with their sketches
                       (no files needed), via ProceduralFacePairs.
   sketchified_folder  any folder of photos, sketched on the fly; class
@@ -63,7 +66,11 @@ def data_config(name: str, res: int, root: str = "", num_classes: int = 0,
       flip=True,
       num_classes=num_classes,
       eval_split="val",        # Folder split the loop evaluates on.
-      val_fraction=0.1,        # Carved from train when there is no val/.
+      # paired_folder: "folder" = val/ as it is; "stratified" = val_fraction
+      # of every file-name subset of train/ + val/ (paired.subset_of).
+      val_split="folder",
+      val_fraction=0.1,        # Carved from train when there is no val/
+                               # (or from every subset when stratified).
       seed=0,
       sketch_channels=0,       # Expected channels; 0 = take from the data.
       photo_channels=0,
@@ -242,16 +249,19 @@ def build_paired_folder(cfg: ml_collections.ConfigDict,
         sketch_channels=cfg.sketch_channels or None,
         photo_channels=cfg.photo_channels or None,
         val_fraction=cfg.val_fraction, seed=cfg.seed,
-        cache_bytes=int(cfg.cache_mb) << 20)
+        cache_bytes=int(cfg.cache_mb) << 20,
+        val_split=cfg.get("val_split", "folder"))
+    pairs = source.pairs
     if cfg.num_classes:
       if not cfg.labels_csv:
         raise ValueError("config.data.num_classes > 0 needs "
                          "config.data.labels_csv for paired folders")
       source = _Labelled(source, _csv_labels(
-          cfg.labels_csv, [p.name for p in source.pairs], cfg.num_classes))
+          cfg.labels_csv, [p.name for p in pairs], cfg.num_classes))
     info = {"sketch_channels": source[0]["sketch"].shape[-1],
             "photo_channels": source[0]["photo"].shape[-1],
-            "folder_split": folder_split}
+            "folder_split": folder_split,
+            "subsets": paired.subset_counts(pairs)}
     return _finish(cfg, source, split, info)
 
 

@@ -27,7 +27,10 @@ Evaluation ("test" split, deterministic, resized to `crop_size`): with a
 paired layout (`root`) or the procedural faces the test elements are true
 pairs (photo i with its own sketch), so translations can be scored against
 ground truth (`data.paired_eval`, set by `data_config`); with two unrelated
-folders they are not, and only set-level metrics (FID) mean anything.
+folders they are not, and only set-level metrics (FID) mean anything. With a
+paired layout, `val_split` = "stratified" tests on `val_fraction` of every
+file-name subset of train/ + val/ and trains on the other pairs' images,
+as the paired_folder source of pix2pix does (jaxgen/data/paired.py).
 """
 
 import os
@@ -76,7 +79,12 @@ def data_config(name: str, res: int, root: str = "", a_root: str = "",
       # procedural faces, not from two unrelated folders.
       paired_eval=name == "unpaired_procedural" or not (a_root or b_root),
       eval_split="val",        # Paired-layout split evaluated on.
-      val_fraction=0.1,        # Held out when there is no such split.
+      # Paired layout: "folder" = its val/ as it is; "stratified" = trains
+      # and tests on a split of train/ + val/ pairs holding out val_fraction
+      # of every file-name subset (jaxgen/data/paired.py).
+      val_split="folder",
+      val_fraction=0.1,        # Held out when there is no such split (or
+                               # from every subset when stratified).
       seed=0,
       sketch_method="xdog",    # unpaired_procedural only.
       num_train=2000,          # unpaired_procedural: images per domain...
@@ -240,10 +248,26 @@ def _split(paths: List[str], base: str, split: str, cfg) -> List[str]:
   return [by_rel[n] for n in names]
 
 
+def _stratified_sources(cfg, split: str, size: int):
+  """(A source, B source) of a stratified split of a paired layout: the
+  photos and sketches of the training pairs, or the held-out pairs."""
+  splits = paired.resolve_splits(cfg.root, cfg.val_fraction, cfg.seed,
+                                 val_split="stratified")
+  pairs = splits["train" if split == "train" else
+                 (cfg.eval_split if cfg.eval_split in ("val", "test")
+                  else "val")]
+  return (_Files([p.photo for p in pairs], "a", size, cfg.a_channels),
+          _Files([p.sketch for p in pairs], "b", size, cfg.b_channels))
+
+
 def _layout_sources(cfg, split: str, size: int):
   """(A source, B source) from a paired layout ROOT/{train,val}/..."""
   if not os.path.isdir(cfg.root):
     raise FileNotFoundError(f"config.data.root {cfg.root!r} does not exist")
+  val_split = cfg.get("val_split", "folder")
+  paired.check_val_split(val_split)
+  if val_split == "stratified":
+    return _stratified_sources(cfg, split, size)
   train_dir = os.path.join(cfg.root, "train")
   eval_dir: Optional[str] = None
   for name in (cfg.eval_split, "val", "test"):

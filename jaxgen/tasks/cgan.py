@@ -47,6 +47,11 @@ scaling the Adam updates, fed the training L1 of every step (the adversarial
 terms are non-stationary by design and say little about progress); its
 patience counts windows of `plateau_window` steps whose mean L1 is compared.
 
+EMA generator (`gan.ema_decay` > 0, jaxgen/tasks/gan_base.py): an average
+of the generator's params and batch statistics, updated after every step,
+is what `translate` (hence samples, evaluation, FID and the "best"
+checkpoint) uses.
+
 Evaluation (per validation image, on the [0, 1] scale): `l1` (mean absolute
 error, i.e. half the L1 loss term's scale), `psnr` (peak 1) and `ssim`
 (Gaussian 11x11, jaxgen/evaluation/paired.py; images of at least 11 px).
@@ -95,6 +100,7 @@ class CGANTask(base.Task):
                        "(data.num_classes > 0); use 'concat' otherwise.")
     patchgan.check_scales(config.data.crop_size, m.n_layers,
                           config.gan.get("d_scales", 1))
+    self.ema_decay = gan_base.ema_decay(config)
     self.gen, self.disc = self.make_models()
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
@@ -163,12 +169,13 @@ class CGANTask(base.Task):
         g_rng, sketch, label, self._z(z_rng, n))
     d_vars = jax.jit(functools.partial(self.disc.init, train=False))(
         d_rng, sketch, photo, label)
+    g = base.create_train_state(self.gen, g_vars, optim.make_optimizer(
+        self.config.g_optim, self.g_updates))
     return CGANState(
-        step=jnp.zeros((), jnp.int32),
-        g=base.create_train_state(self.gen, g_vars, optim.make_optimizer(
-            self.config.g_optim, self.g_updates)),
+        step=jnp.zeros((), jnp.int32), g=g,
         d=base.create_train_state(self.disc, d_vars, optim.make_optimizer(
-            self.config.d_optim, self.d_updates)))
+            self.config.d_optim, self.d_updates)),
+        ema=gan_base.ema_init(g, self.ema_decay))
 
   # Pieces.
 
@@ -185,6 +192,8 @@ class CGANTask(base.Task):
   def translate(self, state, sketch, label=None, rng=None):
     """G(sketch[, label]) in eval mode (running BN stats, no dropout).
 
+    The EMA generator when `gan.ema_decay` > 0.
+
     Args:
       state: a CGANState.
       sketch: [b, h, w, Cs] in [-1, 1].
@@ -195,7 +204,8 @@ class CGANTask(base.Task):
       [b, h, w, Cp] float32 images in [-1, 1].
     """
     rng = jax.random.key(0) if rng is None else rng
-    return self.gen.apply(state.g.variables(), sketch, label,
+    return self.gen.apply(gan_base.sampling_generator(state).variables(),
+                          sketch, label,
                           self._z(rng, sketch.shape[0]), train=False)
 
   def translate_batch(self, state, batch, rng):
@@ -290,7 +300,9 @@ class CGANTask(base.Task):
     state, d_metrics = gan_base.alternate(d_update, gan.g_steps, 0, state)
     state, g_metrics = gan_base.alternate(g_update, gan.d_steps,
                                           gan.d_steps - 1, state)
-    return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+    state = gan_base.with_ema(state.replace(step=state.step + 1),
+                              self.ema_decay)
+    return state, {**d_metrics, **g_metrics}
 
   def eval_step(self, state, batch, rng):
     sketch, real, label = self._inputs(batch)

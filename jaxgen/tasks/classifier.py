@@ -18,7 +18,7 @@ a generator that merely reads the class off the sketch.
 
 import argparse
 import json
-from typing import Dict
+from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -98,8 +98,9 @@ class ClassifierTask(base.Task):
 
 
 def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
-                       batch_size: int = 32,
-                       max_batches: int = -1) -> Dict[str, float]:
+                       batch_size: int = 32, max_batches: int = -1,
+                       which: Optional[str] = None,
+                       step: Optional[int] = None) -> Dict[str, float]:
   """Classifier accuracy on real vs generated test photos.
 
   Both runs' configs come from their checkpoints; the test split is the
@@ -111,6 +112,9 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
     cgan_workdir: workdir of a label-conditioned `task="cgan"` run.
     batch_size: evaluation batch size.
     max_batches: stop after this many batches (-1: the whole split).
+    which: the cGAN's "best" or "latest" checkpoint (default: best when
+      kept, as jaxgen.run.load).
+    step: a specific step of `which` (default: the newest).
 
   Returns:
     {"acc_real", "acc_generated", "acc_requested", "n"}: accuracy on the
@@ -123,7 +127,8 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
     raise ValueError(f"The cGAN in {cgan_workdir} is not label-conditioned "
                      "(data.num_classes = 0); train configs/cgan.py:labels.")
   test_ds = pipeline.build(cgan_config.data, "test")
-  g_run, c_run = run.load(cgan_workdir), run.load(classifier_workdir)
+  g_run = run.load(cgan_workdir, which, step)
+  c_run = run.load(classifier_workdir)
   cgan, g_state = g_run.task, g_run.state
   clf, clf_config, c_state = c_run.task, c_run.config, c_run.state
   if int(clf_config.data.num_classes) != num_classes:

@@ -49,6 +49,11 @@ without it), updated by the D step and checkpointed. `gan.d_scales` = k > 1
 makes each a k-scale PatchGAN (pix2pixHD) returning a list of logit maps,
 which the losses average; the pools hold images, so only the losses see it.
 
+EMA generators (`gan.ema_decay` > 0, jaxgen/tasks/gan_base.py): one average
+of both generators' params (the state's `g` holds both), updated after
+every step, is what `translate` (hence samples, evaluation, FID and the
+"best" checkpoint) uses.
+
 Normalisation: "instance" (default) or "none"; BatchNorm is not offered
 (with the reference's batch size 1 it would be instance norm with running
 statistics added, and four networks' statistics would have to be threaded
@@ -61,6 +66,7 @@ sketch ("*_AtoB"), on the [0, 1] scale.
 """
 
 import functools
+from typing import Any
 
 import flax
 import jax
@@ -83,12 +89,14 @@ DIRECTIONS = ("AtoB", "BtoA")
 @flax.struct.dataclass
 class CycleGANState:
   """Both generators (g.params["ab"/"ba"]), both discriminators
-  (d.params["a"/"b"]), the two fake pools and the shared step."""
+  (d.params["a"/"b"]), the two fake pools, the shared step and the EMA
+  generators (gan_base.ema_init; None when off)."""
   step: jax.Array
   g: base.TrainState
   d: base.TrainState
   pool_a: image_pool.ImagePool
   pool_b: image_pool.ImagePool
+  ema: Any = None
 
 
 to_channels = base.to_channels
@@ -106,6 +114,7 @@ class CycleGANTask(base.Task):
     self.reg = regularizers.Regularizers(config.gan)
     self.perceptual = perceptual.from_config(
         config.gan, config.data.crop_size, perceptual_params)
+    self.ema_decay = gan_base.ema_decay(config)
     if m.norm not in NORMS:
       raise ValueError(f"Unknown model.norm {m.norm!r} for CycleGAN; valid: "
                        f"{NORMS}.")
@@ -162,17 +171,18 @@ class CycleGANTask(base.Task):
     d_stats = ({k: v["batch_stats"] for k, v in d_vars.items()}
                if "batch_stats" in d_vars["a"] else None)
     size = int(self.config.pool.size)
+    g = base.TrainState.create(apply_fn=None, params=g_params,
+                               tx=optim.make_optimizer(self.config.g_optim,
+                                                       self.g_updates))
     return CycleGANState(
-        step=jnp.zeros((), jnp.int32),
-        g=base.TrainState.create(apply_fn=None, params=g_params,
-                                 tx=optim.make_optimizer(self.config.g_optim,
-                                                         self.g_updates)),
+        step=jnp.zeros((), jnp.int32), g=g,
         d=base.TrainState.create(apply_fn=None, params=d_params,
                                  tx=optim.make_optimizer(self.config.d_optim,
                                                          self.d_updates),
                                  batch_stats=d_stats),
         pool_a=image_pool.init_pool(size, ex["a"].shape[1:]),
-        pool_b=image_pool.init_pool(size, ex["b"].shape[1:]))
+        pool_b=image_pool.init_pool(size, ex["b"].shape[1:]),
+        ema=gan_base.ema_init(g, self.ema_decay))
 
   # Pieces.
 
@@ -223,13 +233,15 @@ class CycleGANTask(base.Task):
       direction: "AtoB" (photo -> sketch) or "BtoA" (sketch -> photo).
 
     Returns:
-      [b, h, w, c_out] float32 in [-1, 1].
+      [b, h, w, c_out] float32 in [-1, 1], from the EMA generators when
+      `gan.ema_decay` > 0.
     """
     if direction not in DIRECTIONS:
       raise ValueError(f"Unknown direction {direction!r}; valid: "
                        f"{DIRECTIONS}.")
     name, cin = ("ab", self.ca) if direction == "AtoB" else ("ba", self.cb)
-    return self._g(state.g.params, name, to_channels(images, cin))
+    return self._g(gan_base.sampling_generator(state).params, name,
+                   to_channels(images, cin))
 
   def translate_batch(self, state, batch, rng):
     """Sketch -> photo outputs in [0, 1] for the batch's "b" images."""
@@ -357,7 +369,9 @@ class CycleGANTask(base.Task):
     state, gm = gan_base.alternate(g_update, gan.d_steps, gan.d_steps - 1,
                                    state)
     state, dm = gan_base.alternate(d_update, gan.g_steps, 0, state)
-    return state.replace(step=state.step + 1), {**g_metrics, **gm, **dm}
+    state = gan_base.with_ema(state.replace(step=state.step + 1),
+                              self.ema_decay)
+    return state, {**g_metrics, **gm, **dm}
 
   def eval_step(self, state, batch, rng):
     del rng

@@ -19,6 +19,9 @@ BatchNorm statistics in `state.d.batch_stats`, updated by every training
 call of D and checkpointed with it. `gan.d_scales` must stay 1 (multi-scale
 discriminators are PatchGANs: cgan, cyclegan).
 
+With `gan.ema_decay` > 0 an EMA copy of the generator (jaxgen/tasks/
+gan_base.py) makes the samples, `generate` and the eval metrics.
+
 The "best" checkpoint uses `eval/swd`, a sliced Wasserstein distance between
 generated and held-out real images (pixels), until an Inception-based metric
 is configured.
@@ -53,6 +56,7 @@ class GANTask(base.Task):
     gan_base.check_alternation(config.gan)
     self.reg = regularizers.Regularizers(config.gan)
     check_single_scale(config.gan)
+    self.ema_decay = gan_base.ema_decay(config)
     self.gen, self.disc = self.make_models(config.data.res,
                                            config.data.channels)
 
@@ -79,12 +83,13 @@ class GANTask(base.Task):
     g_vars = jax.jit(self.gen.init)(g_rng, z)
     d_vars = jax.jit(self.disc.init)(d_rng, self.example_batch()["image"])
     steps = self.config.train.num_steps
+    g = base.create_train_state(
+        self.gen, g_vars, optim.make_optimizer(self.config.g_optim, steps))
     return GANState(
-        step=jnp.zeros((), jnp.int32),
-        g=base.create_train_state(
-            self.gen, g_vars, optim.make_optimizer(self.config.g_optim, steps)),
+        step=jnp.zeros((), jnp.int32), g=g,
         d=base.create_train_state(
-            self.disc, d_vars, optim.make_optimizer(self.config.d_optim, steps)))
+            self.disc, d_vars, optim.make_optimizer(self.config.d_optim, steps)),
+        ema=gan_base.ema_init(g, self.ema_decay))
 
   # Pieces subclasses reuse or override.
 
@@ -196,13 +201,16 @@ class GANTask(base.Task):
     state, g_metrics = gan_base.alternate(
         lambda s, apply: self._g_update(s, real, g_rng, apply),
         gan.d_steps, gan.d_steps - 1, state)
-    return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+    state = gan_base.with_ema(state.replace(step=state.step + 1),
+                              self.ema_decay)
+    return state, {**d_metrics, **g_metrics}
 
   def eval_step(self, state, batch, rng):
     real = base.to_signed(batch["image"])
     z_rng, swd_rng = jax.random.split(rng)
     fake, _ = self.generator_forward(
-        state.g, self.sample_z(z_rng, real.shape[0]), train=False)
+        gan_base.sampling_generator(state),
+        self.sample_z(z_rng, real.shape[0]), train=False)
     d_real = jax.nn.sigmoid(self.disc.apply(state.d.variables(), real,
                                             train=False))
     d_fake = jax.nn.sigmoid(self.disc.apply(state.d.variables(), fake,
@@ -215,6 +223,6 @@ class GANTask(base.Task):
     return {"samples": self.generate(state, rng, batch["image"].shape[0])}
 
   def generate(self, state, rng, num):
-    fake, _ = self.generator_forward(state.g, self.sample_z(rng, num),
-                                     train=False)
+    fake, _ = self.generator_forward(gan_base.sampling_generator(state),
+                                     self.sample_z(rng, num), train=False)
     return base.to_unit(fake)

@@ -36,9 +36,10 @@ sees DiffAugment-ed images in the D and G losses (both heads); GP and R1
 penalise the adversarial logit's gradient; feature matching uses the
 encoder's layer outputs.
 
-Optional EMA generator (`model.ema_decay` > 0): after every step
-  ema <- decay * ema + (1 - decay) * (generator params, batch statistics)
-and the EMA copy is used for samples, `generate` and evaluation.
+Optional EMA generator (`gan.ema_decay` > 0, set by the config's `ema=DECAY`;
+older stored configs have `model.ema_decay`, still read): shared with every
+GAN family, see jaxgen/tasks/gan_base.py. The EMA copy is used for samples,
+`generate` and evaluation.
 
 `gan.d_spectral_norm` spectrally normalises the encoder and both heads
 (jaxgen/models/siamese.py); the power-iteration state is in
@@ -50,9 +51,6 @@ The "best" checkpoint uses the configured `train.best_metric` (default
 pixels, as in GANTask).
 """
 
-from typing import Any
-
-import flax
 import jax
 import jax.numpy as jnp
 
@@ -61,28 +59,8 @@ from jaxgen.models import dcgan
 from jaxgen.models import siamese
 from jaxgen.tasks import base
 from jaxgen.tasks import gan
+from jaxgen.tasks import gan_base
 from jaxgen.tasks import regularizers
-
-
-@flax.struct.dataclass
-class SiameseGANState(gan.GANState):
-  """GANState plus the EMA generator variables (None when EMA is off)."""
-  ema: Any = None
-
-
-def ema_update(ema, new, decay):
-  """decay * ema + (1 - decay) * new, leaf by leaf.
-
-  Args:
-    ema: pytree of the running averages.
-    new: pytree of the same structure with the current values.
-    decay: scalar in [0, 1).
-
-  Returns:
-    The updated pytree.
-  """
-  return jax.tree_util.tree_map(
-      lambda e, p: decay * e + (1.0 - decay) * p, ema, new)
 
 
 def similarity_pairs(real_feats):
@@ -91,7 +69,7 @@ def similarity_pairs(real_feats):
 
 
 class SiameseGANTask(gan.GANTask):
-  """GANTask with the Siamese discriminator, its losses and an optional EMA.
+  """GANTask with the Siamese discriminator and its losses.
 
   The D/G alternation, optimizers and non-saturating adversarial losses are
   GANTask's; `d_loss` and `g_loss` add the similarity terms.
@@ -101,10 +79,6 @@ class SiameseGANTask(gan.GANTask):
   def use_similarity(self):
     s = self.config.siamese
     return s.d_sim_weight > 0 or s.g_sim_weight > 0
-
-  @property
-  def ema_decay(self):
-    return float(self.config.model.get("ema_decay", 0.0))
 
   def make_models(self, res, channels):
     m = self.config.model
@@ -117,16 +91,6 @@ class SiameseGANTask(gan.GANTask):
         downsample_impl=m.get("downsample_impl"),
         spectral_norm=self.config.gan.get("d_spectral_norm", False))
     return gen, disc
-
-  def init_state(self, rng, batch=None):
-    state = super().init_state(rng, batch)
-    ema = None
-    if self.ema_decay > 0:
-      # Copies, so the loop may donate the generator's buffers.
-      ema = jax.tree_util.tree_map(
-          jnp.copy, {"params": state.g.params,
-                     "batch_stats": state.g.batch_stats})
-    return SiameseGANState(step=state.step, g=state.g, d=state.d, ema=ema)
 
   def _encode(self, v, images):
     """(features, logits, updated variables) in train mode."""
@@ -185,26 +149,11 @@ class SiameseGANTask(gan.GANTask):
     metrics["g_loss"] = loss
     return loss, (metrics, g_stats)
 
-  def train_step(self, state, batch, rng):
-    state, metrics = super().train_step(state, batch, rng)
-    if state.ema is not None:
-      state = state.replace(ema=ema_update(
-          state.ema, {"params": state.g.params,
-                      "batch_stats": state.g.batch_stats}, self.ema_decay))
-    return state, metrics
-
-  def sampling_generator(self, state) -> base.TrainState:
-    """The generator used for samples and evaluation (EMA when enabled)."""
-    if state.ema is None:
-      return state.g
-    return state.g.replace(params=state.ema["params"],
-                           batch_stats=state.ema["batch_stats"])
-
   def eval_step(self, state, batch, rng):
     real = base.to_signed(batch["image"])
     z_rng, swd_rng = jax.random.split(rng)
     fake, _ = self.generator_forward(
-        self.sampling_generator(state),
+        gan_base.sampling_generator(state),
         self.sample_z(z_rng, real.shape[0]), train=False)
     v = state.d.variables()
     f_real, real_logits = self.disc.apply(v, real, train=False)
@@ -218,8 +167,3 @@ class SiameseGANTask(gan.GANTask):
           self._sim(v, f_real, similarity_pairs(f_real)))
       out["sim_fake"] = jax.nn.sigmoid(self._sim(v, f_real, f_fake))
     return out
-
-  def generate(self, state, rng, num):
-    fake, _ = self.generator_forward(self.sampling_generator(state),
-                                     self.sample_z(rng, num), train=False)
-    return base.to_unit(fake)

@@ -1,0 +1,83 @@
+"""launch/compare.py (jaxgen/compare.py) on the shared tiny runs."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxgen import compare as compare_lib
+from jaxgen import run as run_lib
+from jaxgen.data import pipeline
+from jaxgen.tasks import base
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli():
+  spec = importlib.util.spec_from_file_location(
+      "compare_cli", os.path.join(ROOT, "launch", "compare.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _by_hand_l1(workdir):
+  """Mean |G(sketch) - photo| over the cGAN's test split, on [0, 1]."""
+  r = run_lib.load(workdir, "latest")
+  test = pipeline.build(r.config.data, "test")
+  batch = pipeline.first_batch(test, len(test.source))
+  out = base.to_unit(r.translate(batch["sketch"]))
+  return float(np.mean(np.abs(np.asarray(out) -
+                              np.asarray(base.to_unit(batch["photo"])))))
+
+
+@pytest.mark.xdist_group("tiny_cgan")
+def test_groups_of_a_generative_and_a_translation_run(tiny_run, tmp_path,
+                                                      capsys):
+  gan = tiny_run("gan").result.workdir
+  cgan = tiny_run("cgan").result.workdir
+  out = tmp_path / "cmp"
+  # The gan run twice in one group: a spread of exactly 0.
+  status = _cli().main([f"--workdirs={gan},{cgan},{gan}", "--group=g,p,g",
+                        f"--out={out}", "--no_fid", "--num=16",
+                        "--batch_size=8"])
+  assert status == 0
+  table = capsys.readouterr().out
+  summary = json.loads((out / "summary.json").read_text())
+  runs = summary["runs"]
+  assert [r["task"] for r in runs] == ["gan", "cgan", "gan"]
+  assert runs[0]["metrics"] == runs[2]["metrics"]
+  swd = runs[0]["metrics"]["swd"]
+  assert swd > 0 and "fid" not in runs[0]["metrics"]
+  l1 = runs[1]["metrics"]["l1"]
+  assert l1 == pytest.approx(_by_hand_l1(cgan), rel=1e-5)
+  assert {"psnr", "ssim", "l1_std"} <= set(runs[1]["metrics"])
+  g, p = summary["groups"]["g"], summary["groups"]["p"]
+  assert g["n"] == 2 and p["n"] == 1
+  assert g["metrics"]["swd"] == {"mean": pytest.approx(swd), "std": 0.0,
+                                 "n": 2}
+  assert p["metrics"]["l1"] == {"mean": pytest.approx(l1), "std": None,
+                                "n": 1}
+  assert summary["settings"]["fid"] is False
+  lines = table.splitlines()
+  header = lines[0].split(" | ")
+  assert header[:4] == ["| group", "runs", "swd", "l1"]
+  assert "l1_std" not in lines[0]
+  assert lines[2].startswith(f"| g | 2 | {swd:.4g} ± 0 | - |")
+  assert lines[3].startswith(f"| p | 1 | - | {l1:.4g} |")
+  assert (out / "samples_" f"{os.path.basename(gan)}.png").exists()
+  assert summary["table"] in table
+
+
+def test_usage_errors_and_the_former_name():
+  assert _cli().main(["--workdirs=a,b", "--group=x", "--out=o"]) == 2
+  with pytest.raises(ValueError, match="1 group labels for 2 workdirs"):
+    compare_lib.compare(["a", "b"], ["x"])
+  help_text = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch", "compare_siamese.py"),
+       "--help"], capture_output=True, text=True, check=True).stdout
+  assert "--group" in help_text and "--workdirs" in help_text
