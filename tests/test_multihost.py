@@ -124,13 +124,14 @@ def _eval_rows(workdir):
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
-  """Workdirs: the pair; the pair stopped by SIGTERM to one process, then
-  rerun. (Session scope: xdist may run other modules' tests between this
-  module's, which would tear down and rebuild a module-scoped fixture.)"""
+  """Workdirs: the pair stopped by SIGTERM to one process, then rerun to the
+  end (the pair whose result the tests compare with one process); a copy of
+  the preemption checkpoint. (Session scope: xdist may run other modules'
+  tests between this module's, which would tear down and rebuild a
+  module-scoped fixture.)"""
   tmp = tmp_path_factory.mktemp("multihost")
-  out = {k: str(tmp / k) for k in ("pair", "preempted")}
-  out["pair_logs"] = _run(out["pair"], 2)
-  procs = _start(out["preempted"], 2)
+  out = {"pair": str(tmp / "pair")}
+  procs = _start(out["pair"], 2)
   # Once jax.distributed is up (its notifier catches the signal), before or
   # during training: both processes stop at the same step, with a save.
   _wait_for_line(procs, "of 2 (2 local")
@@ -138,15 +139,15 @@ def runs(tmp_path_factory):
   assert _wait(procs) == [0, 0], [open(l).read()[-3000:] for _, l in procs]
   out["preempt_logs"] = [open(l).read() for _, l in procs]
   out["preempt_ckpts"] = sorted(
-      int(s) for s in os.listdir(os.path.join(out["preempted"], "checkpoints")))
+      int(s) for s in os.listdir(os.path.join(out["pair"], "checkpoints")))
   # A copy of that checkpoint alone, for a single process to continue.
   out["copy"] = str(tmp / "copy")
   os.makedirs(os.path.join(out["copy"], "checkpoints"))
   shutil.copytree(
-      os.path.join(out["preempted"], "checkpoints",
+      os.path.join(out["pair"], "checkpoints",
                    str(out["preempt_ckpts"][-1])),
       os.path.join(out["copy"], "checkpoints", str(out["preempt_ckpts"][-1])))
-  out["resume_logs"] = _run(out["preempted"], 2)
+  out["pair_logs"] = _run(out["pair"], 2)
   return out
 
 
@@ -172,17 +173,21 @@ def test_pair_matches_one_process(runs, tiny_run):
 
 @_SHARED
 def test_only_process_0_writes(runs):
-  # One metrics row per log step (1 per step) and eval, not one per process.
+  # One metrics row per log step (every 2 steps, and the step the
+  # preemption stopped at) and eval, not one per process.
   rows = _train_rows(runs["pair"])
-  assert [r["step"] for r in rows if "train/loss" in r] == [2, 4, 6]
+  stop = runs["preempt_ckpts"][-1]
+  assert [r["step"] for r in rows if "train/loss" in r] == sorted(
+      {2, 4, 6, stop})
   assert os.path.exists(os.path.join(runs["pair"], "loss.png"))
   assert "loss plot: -" in runs["pair_logs"][1]
 
 
 @_SHARED
-def test_sigterm_saves_on_every_process_and_resumes_exactly(runs):
+def test_sigterm_saves_on_every_process_and_resumes(runs):
   """SIGTERM to one process: both save at the same step and exit 0; the
-  rerun finishes exactly as the uninterrupted pair."""
+  rerun resumes there (and ends as one process would:
+  test_pair_matches_one_process)."""
   stops = []
   for log in runs["preempt_logs"]:
     line = [l for l in log.splitlines() if "Preempted (SIGTERM) at step" in l]
@@ -191,12 +196,8 @@ def test_sigterm_saves_on_every_process_and_resumes_exactly(runs):
   assert stops[0] == stops[1] and 1 <= stops[0] < STEPS
   # A checkpoint at the stop, though none was scheduled there.
   assert runs["preempt_ckpts"][-1] == stops[0]
-  assert f"Resumed from the checkpoint at step {stops[0]}" in (
-      runs["resume_logs"][0])
-  _, resumed = _state(runs["preempted"])
-  _, pair = _state(runs["pair"])
-  for k, v in pair.items():
-    np.testing.assert_array_equal(resumed[k], v, err_msg=k)
+  for log in runs["pair_logs"]:
+    assert f"Resumed from the checkpoint at step {stops[0]}" in log
 
 
 @_SHARED
