@@ -6,6 +6,7 @@ scripts set), so the tests check what each script would run.
 """
 
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -358,3 +359,26 @@ def test_slurm_keeps_given_local_device_ids(stubs, tmp_path):
                 env)
   assert result.returncode == 0, result.stderr
   assert _recorded_env(record, "single")["JAX_LOCAL_DEVICE_IDS"] == "1"
+
+
+def test_stability_study_commands():
+  """launch/stability.py: the classifier first, then every recipe x seed,
+  each with its seed and the study's overrides; --dry_run trains nothing."""
+  spec = importlib.util.spec_from_file_location(
+      "stability", os.path.join(LAUNCH, "stability.py"))
+  stability = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(stability)
+  study = stability.STUDIES["label_cgan"]
+  runs = stability.commands(study, "/out", [0, 1], steps=5)
+  names = [os.path.basename(w) for w, _ in runs]
+  assert names == ["classifier", "concat_s0", "concat_s1", "projection_s0",
+                   "projection_s1"]
+  _, cmd = runs[3]
+  assert "--config.model.label_injection=projection" in cmd
+  assert "--config.seed=0" in cmd and "--config.train.num_steps=5" in cmd
+  assert cmd[1:3] == ["-m", "jaxgen.main"]
+  assert all(any(a.startswith("--config.data.root=") for a in c)
+             for _, c in runs)
+  for name in stability.STUDIES:
+    assert stability.main(["--study", name, "--dry_run", "--out",
+                           "/nonexistent"]) == 0

@@ -1,0 +1,195 @@
+r"""The stability-toolbox studies: train each recipe with several seeds, then
+compare them (launch/compare.py's table and summary).
+
+  python launch/stability.py --study=siamese --out=runs/stability
+  python launch/stability.py --study=pix2pix --seeds=0 --dry_run
+
+Studies (the data is ../shared/data beside the repository, see its README):
+
+  siamese      Siamese GAN on CIFAR-10 cats + dogs, width 16: baseline,
+               DiffAugment, EMA, both; FID/KID of 2000 generated images
+               against the 2000 test images.
+  label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
+               fly): label channels ("concat") against a projection
+               discriminator with class-conditional G normalisation; the
+               accuracy of a classifier (trained first, once) on images
+               generated with requested labels.
+  pix2pix      pix2pix on CUFS at 128 px, validated on the stratified split
+               (every subset): baseline, DiffAugment, multi-scale D with
+               feature matching; L1/PSNR/SSIM and FID.
+
+Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
+`--config.seed=SEED`; a finished run is not trained again (the loop resumes
+an interrupted one from its checkpoint), so rerunning the command continues
+a study. --steps replaces every recipe's step budget (smoke tests).
+"""
+
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+from absl import flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# pylint: disable=g-import-not-at-top
+from jaxgen import cli
+from jaxgen import compare as compare_lib
+# pylint: enable=g-import-not-at-top
+
+DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
+CIFAR = os.path.join(DATA, "cifar10_catdog")
+DIFFAUG = "--config.gan.diffaug=color,translation,cutout"
+
+
+class Study(NamedTuple):
+  config: str                       # configs/<file>.py:variant
+  base: Tuple[str, ...]             # Overrides of every recipe.
+  recipes: Dict[str, Tuple[str, ...]]
+  compare: Dict[str, object]        # compare_lib.compare keyword arguments.
+  classifier: Tuple[str, ...] = ()  # Config + overrides of a classifier run.
+
+
+STUDIES = {
+    "siamese": Study(
+        config="configs/siamese_gan.py:width=16,steps=6000",
+        base=(f"--config.data.root={CIFAR}", "--config.data.source=folder"),
+        recipes={
+            "baseline": (),
+            "diffaug": (DIFFAUG,),
+            "ema": ("--config.gan.ema_decay=0.999",),
+            "diffaug_ema": (DIFFAUG, "--config.gan.ema_decay=0.999"),
+        },
+        compare=dict(num=2000)),
+    "label_cgan": Study(
+        config="configs/cgan.py:labels,steps=6000",
+        base=(f"--config.data.root={CIFAR}",),
+        recipes={
+            "concat": (),
+            "projection": ("--config.model.label_injection=projection",),
+        },
+        compare=dict(num=2000),
+        classifier=("configs/classifier.py:steps=3000",
+                    f"--config.data.root={CIFAR}")),
+    "pix2pix": Study(
+        config="configs/cgan.py:cufs,res=128,steps=4000",
+        base=("--config.model.g_width=32", "--config.model.d_width=32",
+              "--config.model.max_width=256"),
+        recipes={
+            "baseline": (),
+            "diffaug": (DIFFAUG,),
+            "multiscale_fm": ("--config.gan.d_scales=2",
+                              "--config.gan.feature_matching=10"),
+        },
+        compare=dict(num=2000)),
+}
+
+
+def commands(study: Study, out: str, seeds: Sequence[int],
+             steps: int = 0) -> List[Tuple[str, List[str]]]:
+  """(workdir, argv) of every run of `study`, classifier first.
+
+  Args:
+    study: the study.
+    out: the study's output folder.
+    seeds: the seeds of every recipe.
+    steps: if > 0, every run's train.num_steps.
+
+  Returns:
+    A list of (workdir, command) pairs.
+  """
+  extra = [f"--config.train.num_steps={steps}"] if steps else []
+  runs = []
+  if study.classifier:
+    workdir = os.path.join(out, "classifier")
+    runs.append((workdir, _main(study.classifier[0], workdir,
+                                [*study.classifier[1:], *extra])))
+  for name, overrides in study.recipes.items():
+    for seed in seeds:
+      workdir = os.path.join(out, f"{name}_s{seed}")
+      runs.append((workdir, _main(
+          study.config, workdir,
+          [*study.base, *overrides, f"--config.seed={seed}", *extra])))
+  return runs
+
+
+def _main(config: str, workdir: str, overrides: Sequence[str]) -> List[str]:
+  return [sys.executable, "-m", "jaxgen.main",
+          f"--config={os.path.join(ROOT, config)}", f"--workdir={workdir}",
+          *overrides]
+
+
+def _finished(workdir: str) -> bool:
+  return os.path.exists(os.path.join(workdir, "loss.png"))
+
+
+def define(fv: flags.FlagValues, argv: List[str]):
+  """The flags (see the module docstring)."""
+  del argv
+  flags.DEFINE_enum("study", None, sorted(STUDIES), "Which study.",
+                    flag_values=fv)
+  flags.DEFINE_string("out", "runs/stability", "Output folder (the study's "
+                      "runs go to OUT/STUDY).", flag_values=fv)
+  flags.DEFINE_list("seeds", ["0", "1"], "Seeds of every recipe.",
+                    flag_values=fv)
+  flags.DEFINE_integer("steps", 0, "If > 0, every run's step budget.",
+                       lower_bound=0, flag_values=fv)
+  flags.DEFINE_bool("no_fid", False, "Skip Inception metrics.",
+                    flag_values=fv)
+  flags.DEFINE_bool("dry_run", False, "Print the commands only.",
+                    flag_values=fv)
+  flags.mark_flags_as_required(["study"], flag_values=fv)
+
+
+def run(fv: flags.FlagValues):
+  """Trains the study's missing runs, then compares them."""
+  study = STUDIES[fv.study]
+  out = os.path.join(fv.out, fv.study)
+  try:
+    seeds = [int(s) for s in fv.seeds]
+  except ValueError as e:
+    raise cli.UsageError(f"--seeds must be integers, got {fv.seeds}.") from e
+  runs = commands(study, out, seeds, fv.steps)
+  for workdir, cmd in runs:
+    if fv.dry_run:
+      print(" ".join(cmd))
+      continue
+    if _finished(workdir):
+      print(f"{workdir}: finished earlier")
+      continue
+    os.makedirs(workdir, exist_ok=True)
+    start = time.time()
+    with open(os.path.join(workdir, "train.log"), "a") as log:
+      code = subprocess.call(cmd, cwd=ROOT, stdout=log,
+                             stderr=subprocess.STDOUT)
+    if code:
+      raise cli.UserError(f"{workdir} failed (exit {code}); see its "
+                          "train.log. Rerun to resume.")
+    minutes = (time.time() - start) / 60
+    with open(os.path.join(workdir, "wall_minutes.txt"), "w") as f:
+      f.write(f"{minutes:.1f}\n")
+    print(f"{workdir}: {minutes:.1f} min")
+  if fv.dry_run:
+    return
+  recipes = [(w, os.path.basename(w).rsplit("_s", 1)[0])
+             for w, _ in runs if os.path.basename(w) != "classifier"]
+  result = compare_lib.compare(
+      [w for w, _ in recipes], [g for _, g in recipes], fid=not fv.no_fid,
+      classifier_workdir=(os.path.join(out, "classifier") if study.classifier
+                          else ""),
+      out_dir=os.path.join(out, "compare"), **study.compare)
+  path = compare_lib.write(result, os.path.join(out, "compare"))
+  print(result["table"])
+  print(f"Wrote {path}")
+
+
+def main(argv=None) -> int:
+  """The command line; returns the exit status."""
+  return cli.run(run, define, argv, __doc__)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
