@@ -46,11 +46,12 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def tiny_config(name: str):
-  """configs/<name>.py:tiny, unchanged."""
+def tiny_config(name: str, *options: str):
+  """configs/<name>.py:tiny (after any other `options`, e.g. "labels")."""
   from jaxgen import configlib  # pylint: disable=g-import-not-at-top
   return configlib.load_config_file(
-      os.path.join(ROOT, "configs", f"{name}.py") + ":tiny")
+      os.path.join(ROOT, "configs", f"{name}.py") + ":" +
+      ",".join(options + ("tiny",)))
 
 
 class TinyRun(NamedTuple):

@@ -1,4 +1,5 @@
-"""The EMA generator of every GAN family (jaxgen/tasks/gan_base.py)."""
+"""The EMA generator of every GAN family (jaxgen/tasks/gan_base.py); each
+family's training step with it on: tests/test_gan_options.py."""
 
 import os
 
@@ -11,14 +12,10 @@ import pytest
 
 from jaxgen import checkpoint
 from jaxgen import configlib
-from jaxgen import parallel
 from jaxgen import tasks as tasks_lib
-from jaxgen import train
-from jaxgen.tasks import base
 from jaxgen.tasks import gan_base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAMILIES = ("gan", "siamese_gan", "cgan", "cyclegan")
 
 
 def _config(name, decay):
@@ -30,14 +27,6 @@ def _config(name, decay):
 
 def _leaves(tree):
   return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
-
-
-def _batch(task, seed=1):
-  """The task's example batch filled with uniform values in [-1, 1]."""
-  batch = task.example_batch(4)
-  keys = jax.random.split(jax.random.key(seed), len(batch))
-  return {k: (jax.random.uniform(r, v.shape, minval=-1.0, maxval=1.0)
-              if v.ndim == 4 else v) for (k, v), r in zip(batch.items(), keys)}
 
 
 def test_decay_from_gan_or_older_model_field_and_bad_values():
@@ -89,62 +78,6 @@ def test_recursion_over_three_steps_with_a_fake_update(monkeypatch):
   assert any(np.any(x != 0) for x in _leaves(want["batch_stats"]))
   for got, w in zip(_leaves(state.ema), _leaves(want)):
     np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
-
-
-def _sample(task, state, batch):
-  """What the family shows and evaluates: generate() or translate()."""
-  if base.generates(task):
-    return task.generate(state, jax.random.key(5), 3)
-  if task.config.task == "cgan":
-    return task.translate(state, batch["sketch"], None, jax.random.key(5))
-  return task.translate(state, batch["b"], "BtoA")
-
-
-def _by_hand(task, variables, batch):
-  """`_sample` computed with the modules and the given generator variables
-  ({"params", "batch_stats"})."""
-  if base.generates(task):
-    z = task.sample_z(jax.random.key(5), 3)
-    return base.to_unit(task.gen.apply(variables, z, train=False))
-  if task.config.task == "cgan":
-    return task.gen.apply(variables, batch["sketch"], None, None,
-                          train=False)
-  return task.g_ba.apply({"params": variables["params"]["ba"]}, batch["b"],
-                         train=True)
-
-
-@pytest.mark.parametrize("name", FAMILIES)
-def test_train_step_of_every_family_updates_and_uses_the_ema(name):
-  """The loop's jitted, donating step: ema_1 = d ema_0 + (1 - d) live_1,
-  and generate/translate use the EMA generator: they equal the modules
-  applied to the EMA variables and differ from the live generator's."""
-  decay = 0.9
-  task = tasks_lib.get_task(_config(name, decay))
-  mesh = parallel.make_mesh()
-  # init_state not jitted: the EMA copy must not share buffers with the
-  # generator, which the step donates (placing keeps shared buffers shared).
-  state = jax.device_put(task.init_state(jax.random.key(0)),
-                         parallel.replicated(mesh))
-  batch = _batch(task)
-  ema0 = jax.device_get(state.ema)
-  step = train.jit_train_step(task, mesh)
-  state, metrics = step(state, batch, jax.random.key(1))
-  assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
-  live = {"params": state.g.params, "batch_stats": state.g.batch_stats}
-  want = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * p,
-                                ema0, jax.device_get(live))
-  assert (jax.tree_util.tree_structure(state.ema)
-          == jax.tree_util.tree_structure(want))
-  for got, w in zip(_leaves(state.ema), _leaves(want)):
-    np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
-  state, _ = step(state, batch, jax.random.key(2))
-  got = np.asarray(jax.jit(_sample, static_argnums=0)(task, state, batch))
-  by_hand = jax.jit(_by_hand, static_argnums=0)
-  np.testing.assert_allclose(got, by_hand(task, state.ema, batch), rtol=1e-5,
-                             atol=1e-6)
-  raw = np.asarray(by_hand(task, {"params": state.g.params,
-                                  "batch_stats": state.g.batch_stats}, batch))
-  assert np.max(np.abs(got - raw)) > 1e-4
 
 
 def test_checkpoints_written_before_the_ema_field_restore(tmp_path):

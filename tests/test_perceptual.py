@@ -1,4 +1,5 @@
-"""Perceptual loss on early FID-Inception features (jaxgen/perceptual.py).
+"""Perceptual loss on early FID-Inception features (jaxgen/perceptual.py);
+the cgan and cyclegan training steps with it: tests/test_gan_options.py.
 
 Tests marked `requires_weights` use the real network weights named by
 $JAXGEN_INCEPTION_WEIGHTS (see tests/test_inception.py) and are skipped
@@ -222,29 +223,3 @@ def test_cyclegan_term_compares_reconstructions_with_inputs(monkeypatch,
       perceptual.perceptual_loss(random_params, rec, colour, SMALL),
       rtol=1e-6)
   assert metrics["g_perc_a"] > 0.0
-
-
-@pytest.mark.parametrize("name", sorted(TASKS))
-def test_train_step_adds_the_weighted_term(name, random_params):
-  config = _config(name, weight=0.5)
-  task = TASKS[name](config, random_params)
-  state = task.init_state(jax.random.key(0))
-  # The frozen weights are not part of the state.
-  off = TASKS[name](_config(name, weight=0.0))
-  shapes = lambda tree: [np.shape(x) for x in jax.tree.leaves(tree)]
-  assert shapes(state) == shapes(
-      jax.eval_shape(off.init_state, jax.random.key(0)))
-  batch = {k: jax.random.uniform(jax.random.key(i), v.shape, minval=-1.0)
-           for i, (k, v) in enumerate(task.example_batch(2).items())}
-  state, m = jax.jit(task.train_step)(state, batch, jax.random.key(1))
-  m = {k: float(v) for k, v in m.items()}
-  if name == "cgan":
-    perc = m["g_perc"]
-    rest = m["g_gan"] + config.gan.l1_weight * m["g_l1"]
-  else:
-    perc = m["g_perc_a"] + m["g_perc_b"]
-    rest = sum(m[k] for k in ("g_ab", "g_ba", "cycle_a", "cycle_b",
-                              "idt_a", "idt_b"))
-  assert np.isfinite(perc) and perc > 0
-  np.testing.assert_allclose(m["g_loss"], rest + 0.5 * perc, rtol=1e-5)
-  assert int(state.g.step) == 1
