@@ -211,8 +211,10 @@ class TestPairedMetrics:
     a = np.zeros((2, 16, 16, 3), np.float32)
     b = np.full_like(a, 0.1)
     b[1] = 0.01
-    np.testing.assert_allclose(paired.psnr(a, b), [20.0, 40.0], rtol=1e-5)
-    np.testing.assert_allclose(paired.l1_error(a, b), [0.1, 0.01], rtol=1e-5)
+    # rtol 1e-4: a float32 mean of 768 equal values is exact only to the
+    # accumulated rounding of its sum, ~1e-5 relative when summed in order.
+    np.testing.assert_allclose(paired.psnr(a, b), [20.0, 40.0], rtol=1e-4)
+    np.testing.assert_allclose(paired.l1_error(a, b), [0.1, 0.01], rtol=1e-4)
 
   def test_value_range_maps_to_unit_interval(self):
     rng = np.random.default_rng(1)
