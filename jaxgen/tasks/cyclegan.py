@@ -102,6 +102,12 @@ class CycleGANState:
 to_channels = base.to_channels
 
 
+def _one_d(d_vars, name):
+  """D_name's variables out of both discriminators' ({"a", "b"} per
+  collection)."""
+  return {col: tree[name] for col, tree in d_vars.items()}
+
+
 class CycleGANTask(base.Task):
   """Unpaired two-way translation (see the module docstring)."""
 
@@ -204,12 +210,9 @@ class CycleGANTask(base.Task):
       The logits (a list for several scales) and, with spectral
       normalisation, D_name's state with this call's power iteration.
     """
-    v = {col: tree[name] for col, tree in d_vars.items()}
-    if "batch_stats" not in v:
-      return self.disc.apply(v, None, x, train=True), None
-    logits, upd = self.disc.apply(v, None, x, train=True,
-                                  mutable=["batch_stats"])
-    return logits, upd["batch_stats"]
+    logits, stats, _ = regularizers.apply_d(
+        self.disc, _one_d(d_vars, name), None, x, train=True)
+    return logits, stats
 
   def _d(self, d_vars, name, x):
     """D_name(x) logits in train mode (state updates dropped)."""
@@ -217,9 +220,8 @@ class CycleGANTask(base.Task):
 
   def _d_features(self, d_vars, name, x):
     """D_name's intermediate features of x in train mode (feature matching)."""
-    v = {col: tree[name] for col, tree in d_vars.items()}
-    return regularizers.apply_d(self.disc, v, None, x, train=True,
-                                features=True)[2]
+    return regularizers.apply_d(self.disc, _one_d(d_vars, name), None, x,
+                                train=True, features=True)[2]
 
   def translate(self, state, images, direction: str = "BtoA"):
     """Translates [b, h, w, c] images in [-1, 1] ("AtoB" or "BtoA").
