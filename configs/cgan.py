@@ -3,10 +3,10 @@ r"""Conditional GAN (pix2pix): sketch -> face photo.
 Real paired data (Kaggle "Person Face Sketches", or CUFS), 256 px:
   python -m jaxgen.main --config=configs/cgan.py --workdir=runs/cgan \
       --config.data.root=PATH/TO/person_face_sketches
-CUFS at 64 px with CPU-sized nets, ~10 min (`cufs`: root
-../shared/data/cufs beside the repository unless root= is given, and a
-stratified validation split, below):
-  python -m jaxgen.main --config=configs/cgan.py:cufs,res=64,steps=2500 \
+CUFS at 128 px with CPU-sized nets, the recipe of the README's Results
+(`cufs`: root ../shared/data/cufs beside the repository unless root= is
+given, and a stratified validation split, below):
+  python -m jaxgen.main --config=configs/cgan.py:cufs,res=128,steps=1600 \
       --workdir=runs/cgan_cufs --config.model.g_width=16 \
       --config.model.d_width=16 --config.model.max_width=128
 Validation split of a paired folder (`split=`, i.e. data.val_split): "folder"
@@ -127,7 +127,7 @@ def get_config(arg=None):
       best_metric="eval/l1", best_mode="min")
   if arg.demo:
     c.data.update(num_train=2000, num_test=64)
-    # Narrow nets: 0.35 s per step of 8 on two shared CPU cores.
+    # Narrow nets, sized for CPU minutes.
     c.model.update(g_width=16, d_width=16, max_width=128)
     c.train.update(batch_size=8, num_steps=1500, log_every=50)
   if arg.tiny:

@@ -8,18 +8,20 @@ Real data (an image folder, or TFDS cifar10 if already prepared):
 Baseline without the similarity head (plain DCGAN discriminator):
   python -m jaxgen.main --config=configs/siamese_gan.py:plain \
       --workdir=runs/sgan_plain --config.data.root=../shared/data/cifar10_catdog
-CPU demo (minutes):
+CPU demo (minutes) on synthetic coloured shapes (no files needed), and on
+../shared/data/cifar10_catdog beside the repository (`cifar`):
   python -m jaxgen.main --config=configs/siamese_gan.py:demo \
       --workdir=runs/sgan_demo
-The demo reads ../shared/data/cifar10_catdog (next to the repository) when
-that folder exists when the config is loaded, else the synthetic coloured
-shapes; config.json in the workdir records which (data.source).
-Options after the colon: demo, tiny (tests; always synthetic), bench
+  python -m jaxgen.main --config=configs/siamese_gan.py:demo,cifar \
+      --workdir=runs/sgan_demo_cifar
+FID/KID of 5000 samples are logged every 10 epochs when the Inception
+weights are installed (README "Evaluation"; otherwise one warning); the best
+generator is kept by the pixel-space SWD, or by FID with
+--config.train.best_metric=eval/fid (which then needs the weights).
+Options after the colon: demo, cifar, tiny (tests; always synthetic), bench
 (full-size nets on synthetic images, for benchmarks/bench.py), plain,
 ema=DECAY, steps=N, width=W (G and D widths).
 """
-
-import os
 
 import ml_collections
 
@@ -33,7 +35,8 @@ _SHARED_FOLDER = configlib.shared_data(__file__, "cifar10_catdog")
 def get_config(arg=None):
   """Returns the Siamese-GAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, plain=False,
-                            ema=0.0, steps=0, width=0, bench=False)
+                            ema=0.0, steps=0, width=0, bench=False,
+                            cifar=False)
   c = ml_collections.ConfigDict()
   c.task = "siamese_gan"
   c.seed = 0
@@ -84,19 +87,17 @@ def get_config(arg=None):
       checkpoint_at_epoch_end=False,
       best_metric="eval/swd",
       best_mode="min")
-  # The best generator by FID (every 10 epochs) when the Inception weights
-  # are installed (see README "Evaluation"), else by the pixel-space SWD.
-  c.eval = configlib.fid_defaults(fid_every=10 * steps_per_epoch,
-                                  fid_num=5000)
-  if not (arg.demo or arg.tiny) and _inception_weights_available():
-    c.train.best_metric = "eval/fid"
-  else:
-    c.eval.fid_every = 0
+  # FID every 10 epochs (skipped with a warning without the weights); the
+  # best generator by SWD, which needs nothing installed.
+  c.eval = configlib.fid_defaults(
+      fid_every=0 if arg.demo or arg.tiny else 10 * steps_per_epoch,
+      fid_num=5000)
+  if arg.cifar:
+    c.data.update(source="folder", root=_SHARED_FOLDER)
   if arg.demo:
-    real = os.path.isdir(_SHARED_FOLDER)
-    c.data.update(source="folder" if real else "synthetic",
-                  root=_SHARED_FOLDER if real else "")
-    # Width 16 runs ~3-5 steps/s on 2 CPU cores: 1500 steps in minutes.
+    if not arg.cifar:
+      c.data.update(source="synthetic", root="")
+    # Width 16: 1500 steps in CPU minutes.
     c.model.update(g_width=16, d_width=16, sim_hidden=64)
     c.train.update(num_steps=1500, log_every=50, eval_every=250,
                    eval_batches=8, sample_every=250, checkpoint_every=500)
@@ -110,18 +111,9 @@ def get_config(arg=None):
     # Full-size nets on the synthetic source (no files needed).
     c.data.update(source="synthetic", root="")
     c.eval.fid_every = 0
-    c.train.best_metric = "eval/swd"
   if arg.width:
     c.model.update(g_width=arg.width, d_width=arg.width)
   if arg.steps:
     c.train.num_steps = arg.steps
   return c
 
-
-def _inception_weights_available():
-  from jaxgen.evaluation import weights  # pylint: disable=g-import-not-at-top
-  try:
-    weights.resolve_weights_path()
-  except Exception:  # pylint: disable=broad-except
-    return False
-  return True

@@ -3,6 +3,7 @@ compare them (launch/compare.py's table and summary).
 
   python launch/stability.py --study=siamese --out=runs/stability
   python launch/stability.py --study=pix2pix --seeds=0 --dry_run
+  python launch/stability.py --study=siamese --recipes=baseline,diffaug_ema
 
 Studies (the data is ../shared/data beside the repository, see its README):
 
@@ -70,8 +71,11 @@ STUDIES = {
         },
         compare=dict(num=2000)),
     "label_cgan": Study(
-        config="configs/cgan.py:labels,steps=6000",
-        base=(f"--config.data.root={CIFAR}",),
+        # Width 32: a quarter of the compute of the config's 64, so that a
+        # run fits the CPU budget of the README's Results.
+        config="configs/cgan.py:labels,steps=4000",
+        base=(f"--config.data.root={CIFAR}", "--config.model.g_width=32",
+              "--config.model.d_width=32", "--config.model.max_width=256"),
         recipes={
             "concat": (),
             "projection": ("--config.model.label_injection=projection",),
@@ -80,9 +84,11 @@ STUDIES = {
         classifier=("configs/classifier.py:steps=3000",
                     f"--config.data.root={CIFAR}")),
     "pix2pix": Study(
-        config="configs/cgan.py:cufs,res=128,steps=4000",
-        base=("--config.model.g_width=32", "--config.model.d_width=32",
-              "--config.model.max_width=256"),
+        # Width 16 at 128 px: 1600 steps of 8 are ~71 epochs of the 180
+        # training pairs, within the CPU budget of the README's Results.
+        config="configs/cgan.py:cufs,res=128,steps=1600",
+        base=("--config.model.g_width=16", "--config.model.d_width=16",
+              "--config.model.max_width=128"),
         recipes={
             "baseline": (),
             "diffaug": (DIFFAUG,),
@@ -94,7 +100,8 @@ STUDIES = {
 
 
 def commands(study: Study, out: str, seeds: Sequence[int],
-             steps: int = 0) -> List[Tuple[str, List[str]]]:
+             steps: int = 0, recipes: Sequence[str] = ()
+             ) -> List[Tuple[str, List[str]]]:
   """(workdir, argv) of every run of `study`, classifier first.
 
   Args:
@@ -102,6 +109,7 @@ def commands(study: Study, out: str, seeds: Sequence[int],
     out: the study's output folder.
     seeds: the seeds of every recipe.
     steps: if > 0, every run's train.num_steps.
+    recipes: the recipes to run (all if empty).
 
   Returns:
     A list of (workdir, command) pairs.
@@ -113,6 +121,8 @@ def commands(study: Study, out: str, seeds: Sequence[int],
     runs.append((workdir, _main(study.classifier[0], workdir,
                                 [*study.classifier[1:], *extra])))
   for name, overrides in study.recipes.items():
+    if recipes and name not in recipes:
+      continue
     for seed in seeds:
       workdir = os.path.join(out, f"{name}_s{seed}")
       runs.append((workdir, _main(
@@ -140,6 +150,8 @@ def define(fv: flags.FlagValues, argv: List[str]):
                       "runs go to OUT/STUDY).", flag_values=fv)
   flags.DEFINE_list("seeds", ["0", "1"], "Seeds of every recipe.",
                     flag_values=fv)
+  flags.DEFINE_list("recipes", [], "Recipes to run and compare (default: "
+                    "all of the study's).", flag_values=fv)
   flags.DEFINE_integer("steps", 0, "If > 0, every run's step budget.",
                        lower_bound=0, flag_values=fv)
   flags.DEFINE_bool("no_fid", False, "Skip Inception metrics.",
@@ -157,7 +169,12 @@ def run(fv: flags.FlagValues):
     seeds = [int(s) for s in fv.seeds]
   except ValueError as e:
     raise cli.UsageError(f"--seeds must be integers, got {fv.seeds}.") from e
-  runs = commands(study, out, seeds, fv.steps)
+  unknown = sorted(set(fv.recipes) - set(study.recipes))
+  if unknown:
+    raise cli.UsageError(f"--recipes: {', '.join(unknown)} not in study "
+                         f"{fv.study} (its recipes: "
+                         f"{', '.join(study.recipes)}).")
+  runs = commands(study, out, seeds, fv.steps, fv.recipes)
   for workdir, cmd in runs:
     if fv.dry_run:
       print(" ".join(cmd))

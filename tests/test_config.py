@@ -45,6 +45,28 @@ def test_every_config_variant_builds(path, variant):
   assert load(path).__doc__ and "python -m jaxgen.main" in load(path).__doc__
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+@pytest.mark.parametrize("variant", [None, "demo", "tiny"])
+def test_config_depends_on_its_argument_only(path, variant, monkeypatch,
+                                             tmp_path):
+  """The same argument gives the same config whatever this machine holds
+  (Inception weights, the data folders beside the repository)."""
+  here = load(path).get_config(variant).to_dict()
+  monkeypatch.setenv("JAXGEN_INCEPTION_WEIGHTS", str(tmp_path / "missing"))
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.setattr(os.path, "isdir", lambda p: False)
+  monkeypatch.setattr(os.path, "exists", lambda p: False)
+  assert load(path).get_config(variant).to_dict() == here
+
+
+def test_siamese_demo_is_synthetic_unless_asked_for_cifar():
+  module = load(os.path.join(CONFIG_DIR, "siamese_gan.py"))
+  assert module.get_config("demo").data.source == "synthetic"
+  cifar = module.get_config("demo,cifar").data
+  assert cifar.source == "folder"
+  assert cifar.root.endswith(os.path.join("data", "cifar10_catdog"))
+
+
 def test_unknown_task_lists_known():
   config = load(os.path.join(CONFIG_DIR, "vae.py")).get_config("tiny")
   with config.unlocked():

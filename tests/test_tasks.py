@@ -38,6 +38,22 @@ def test_vae_step_lowers_loss_on_fixed_batch():
   assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3]), losses
 
 
+def test_vae_ink_f1_known_values():
+  """Strokes in place score 1, a grey smear 0, half the ink 2/3."""
+  target = np.zeros((4, 8, 8, 1), np.float32)
+  target[:, 2, 1:7] = 1.0                       # A 6-pixel stroke.
+  half = target.copy()
+  half[:, 2, 4:7] = 0.2                          # 3 of the 6 pixels faint.
+  smear = np.full_like(target, 0.3)
+  f1 = vae_task.ink_f1(jnp.asarray(np.stack([target[0], half[0], smear[0],
+                                              np.zeros_like(target[0])])),
+                       jnp.asarray(target))
+  np.testing.assert_allclose(np.asarray(f1), [1.0, 2 / 3, 0.0, 0.0],
+                             atol=1e-6)
+  blank = jnp.zeros((1, 8, 8, 1))
+  assert float(vae_task.ink_f1(blank, blank)[0]) == 1.0
+
+
 def test_gan_discriminator_updates_lower_its_loss_with_g_fixed():
   config = configlib.load_config_file(f"{ROOT}/configs/gan.py:tiny")
   config.d_optim.lr = 2e-3

@@ -413,6 +413,9 @@ class SyntheticSignatures:
       raise ValueError(f'res must be >= 16, got {res}.')
     self._per_writer, self._res, self._seed = int(per_writer), int(res), seed
     self._styles = {}  # Cache: a style is a pure function of (seed, writer).
+    # Cache of rendered images (rendering costs far more than a train step
+    # of the demo models; 1224 records at 64 px are 20 MB of float32).
+    self._images = {}
 
   def __len__(self) -> int:
     return len(self._writers) * self._per_writer
@@ -422,14 +425,19 @@ class SyntheticSignatures:
     index = operator.index(index)
     if not -len(self) <= index < len(self):
       raise IndexError(f'index {index} out of range for {len(self)} records.')
-    writer_pos, sample = divmod(index % len(self), self._per_writer)
+    index %= len(self)
+    writer_pos, sample = divmod(index, self._per_writer)
     writer = self._writers[writer_pos]
-    if writer not in self._styles:
-      self._styles[writer] = writer_style(self._seed, writer)
-    rng = np.random.default_rng(
-        np.random.SeedSequence([self._seed, writer, sample, _SAMPLE_TAG]))
-    image = render_signature(self._styles[writer], rng, self._res)
-    return {'image': image[..., None], 'writer': np.int32(writer)}
+    image = self._images.get(index)
+    if image is None:
+      if writer not in self._styles:
+        self._styles[writer] = writer_style(self._seed, writer)
+      rng = np.random.default_rng(
+          np.random.SeedSequence([self._seed, writer, sample, _SAMPLE_TAG]))
+      image = render_signature(self._styles[writer], rng, self._res)
+      self._images[index] = image
+    # A copy, so that in-place edits downstream cannot corrupt the cache.
+    return {'image': image[..., None].copy(), 'writer': np.int32(writer)}
 
 
 def split_writers(num_writers: int, test_fraction: float,
