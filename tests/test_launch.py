@@ -379,6 +379,11 @@ def test_stability_study_commands():
   assert cmd[1:3] == ["-m", "jaxgen.main"]
   assert all(any(a.startswith("--config.data.root=") for a in c)
              for _, c in runs)
+  runs = stability.commands(study, "/out", [1], recipes=["projection"])
+  assert [os.path.basename(w) for w, _ in runs] == ["classifier",
+                                                    "projection_s1"]
   for name in stability.STUDIES:
     assert stability.main(["--study", name, "--dry_run", "--out",
                            "/nonexistent"]) == 0
+  assert stability.main(["--study", "pix2pix", "--recipes", "projection",
+                         "--dry_run"]) == 2
