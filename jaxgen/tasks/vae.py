@@ -53,18 +53,19 @@ class VAETask(base.Task):
     return cfg.beta * jnp.minimum(1.0, step / cfg.warmup_steps)
 
   def _terms(self, params, x, rng):
+    """Per-image reconstruction and KL terms, and the posterior mean."""
     logits, mean, logvar = self.model.apply(
         {"params": params}, x, rngs={"latent": rng})
     recon = losses.reconstruction_loss(logits, x, self.config.loss.recon)
     kl = losses.kl_normal(mean, logvar)
-    return recon, kl
+    return recon, kl, mean
 
   def train_step(self, state, batch, rng):
     x = batch["image"]
     beta = self._beta(state.step)
 
     def loss_fn(params):
-      recon, kl = self._terms(params, x, rng)
+      recon, kl, _ = self._terms(params, x, rng)
       return jnp.mean(recon + beta * kl), (recon, kl)
 
     (loss, (recon, kl)), grads = jax.value_and_grad(
@@ -79,12 +80,10 @@ class VAETask(base.Task):
 
   def eval_step(self, state, batch, rng):
     x = batch["image"]
-    recon, kl = self._terms(state.params, x, rng)
-    logits, _, _ = self.model.apply({"params": state.params}, x,
-                                    sample=False)
+    recon, kl, mean = self._terms(state.params, x, rng)
     return {"recon": recon, "recon_per_pixel": recon / np.prod(x.shape[1:]),
             "kl": kl, "elbo": recon + kl,
-            "ink_f1": ink_f1(jax.nn.sigmoid(logits), x)}
+            "ink_f1": ink_f1(self.decode(state, mean), x)}
 
   def samples(self, state, batch, rng):
     return _samples(self.model, state.params, batch["image"], rng,
