@@ -7,7 +7,7 @@ compare them (launch/compare.py's table and summary).
 
 Studies (the data is ../shared/data beside the repository, see its README):
 
-  siamese      Siamese GAN on CIFAR-10 cats + dogs, width 16: baseline,
+  siamese      Siamese GAN on CIFAR-10 cats + dogs, width 32: baseline,
                DiffAugment, EMA, both; FID/KID of 2000 generated images
                against the 2000 test images.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
@@ -56,7 +56,7 @@ class Study(NamedTuple):
 
 STUDIES = {
     "siamese": Study(
-        config="configs/siamese_gan.py:width=16,steps=6000",
+        config="configs/siamese_gan.py:width=32,steps=6000",
         # In-training FID (5000 images every 10 epochs) would cost more than
         # the training at this size: the runs keep the latest checkpoint,
         # which compare.py scores.
