@@ -108,7 +108,11 @@ def get_config(arg=None):
       loss="bce", l1_weight=100.0,  # l1_weight: lambda of the L1 term.
       # L1 on early FID-Inception features of G(sketch) vs the photo
       # (jaxgen/perceptual.py; > 0 needs the evaluation weights); 0 = off.
-      perceptual_weight=0.0, perceptual_layers=perceptual.DEFAULT_LAYERS)
+      perceptual_weight=0.0, perceptual_layers=perceptual.DEFAULT_LAYERS,
+      # Labels variant (jaxgen/tasks/label_following.py): the probability
+      # that an example asks G for another class, and the weight of an
+      # image-only classifier's loss on G's outputs; 0 = off.
+      label_swap=0.0, aux_classifier=0.0)
   # "linear": constant, then linear decay to 0 from decay_start (pix2pix);
   # "plateau": reduce on plateau of the training L1 (see jaxgen/tasks/cgan).
   plateau = dict(plateau_factor=0.5, plateau_patience=5, plateau_cooldown=0,
@@ -118,6 +122,10 @@ def get_config(arg=None):
                              decay_start=0.5, **plateau)
   c.d_optim = configlib.adam(lr=5e-5, b1=0.5, b2=0.999, schedule="linear",
                              decay_start=0.5, **plateau)
+  # The auxiliary classifier of gan.aux_classifier: a classifier's pace
+  # (configs/classifier.py), not D's slow one, so that it knows the
+  # classes before G can exploit its mistakes.
+  c.aux_optim = configlib.adam(lr=1e-3, b1=0.9, b2=0.999)
   # FID/KID of the generated photos against the test photos, off unless
   # fid_every > 0; best_metric="eval/fid" then keeps the best model by FID.
   c.eval = configlib.fid_defaults()

@@ -167,7 +167,7 @@ def halved_d_loss(real_logits, fake_logits, kind="bce"):
 
 
 def adversarial_l1_loss(fake_logits, fake, target, kind="bce",
-                        l1_weight=100.0):
+                        l1_weight=100.0, l1_mask=None):
   """Generator loss adv + l1_weight * L1 of a paired translation (pix2pix).
 
   Args:
@@ -176,12 +176,18 @@ def adversarial_l1_loss(fake_logits, fake, target, kind="bce",
     target: the paired ground truth (same scale as `fake`).
     kind: adversarial loss kind (see `gan_g_loss`).
     l1_weight: lambda of the L1 term.
+    l1_mask: optional [batch] 0/1 weights: the L1 averages over the examples
+      with weight 1 only (those with a paired target; 0 if there are none).
 
   Returns:
     (total, adversarial, l1), each a scalar mean.
   """
   adv = jnp.mean(gan_g_loss(fake_logits, kind))
-  dist = jnp.mean(l1(fake, target))
+  dist = l1(fake, target)
+  if l1_mask is None:
+    dist = jnp.mean(dist)
+  else:
+    dist = jnp.sum(dist * l1_mask) / jnp.maximum(jnp.sum(l1_mask), 1.0)
   return adv + l1_weight * dist, adv, dist
 
 

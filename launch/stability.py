@@ -12,9 +12,10 @@ Studies (the data is ../shared/data beside the repository, see its README):
                against the 2000 test images.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
                fly): label channels ("concat") against a projection
-               discriminator with class-conditional G normalisation; the
-               accuracy of a classifier (trained first, once) on images
-               generated with requested labels.
+               discriminator with class-conditional G normalisation, and
+               projection with label swapping and an auxiliary image
+               classifier; the accuracy of a classifier (trained first,
+               once) on images generated with requested labels.
   pix2pix      pix2pix on CUFS at 128 px, validated on the stratified split
                (every subset): baseline, DiffAugment, multi-scale D with
                feature matching; L1/PSNR/SSIM and FID.
@@ -79,6 +80,11 @@ STUDIES = {
         recipes={
             "concat": (),
             "projection": ("--config.model.label_injection=projection",),
+            # Half the examples ask for the other class; an image-only
+            # classifier's loss on G's outputs (label_following.py).
+            "projection_swap": ("--config.model.label_injection=projection",
+                                "--config.gan.label_swap=0.5",
+                                "--config.gan.aux_classifier=1.0"),
         },
         compare=dict(num=2000),
         classifier=("configs/classifier.py:steps=3000",

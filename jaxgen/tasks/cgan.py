@@ -18,6 +18,10 @@ by default):
                        channels at the inputs of G and D) or "projection"
                        (a projection PatchGAN, and class-conditional scale
                        and shift after G's decoder norms).
+  gan.label_swap, gan.aux_classifier
+                       label-conditioned data only: ask for labels other
+                       than the sketch's, and an image-only classifier's
+                       loss on G's outputs (jaxgen/tasks/label_following.py).
 
 Losses (computed in float32 whatever `model.dtype`):
   D: 0.5 * [adv(D(s, y), real) + adv(D(s, G(s)), fake)]  (halved, pix2pix)
@@ -68,6 +72,7 @@ from jaxgen.evaluation import paired as paired_eval
 from jaxgen.models import patchgan, unet
 from jaxgen.tasks import base
 from jaxgen.tasks import gan_base
+from jaxgen.tasks import label_following
 from jaxgen.tasks import regularizers
 
 GENERATORS = ("unet", "encoder")
@@ -100,8 +105,13 @@ class CGANTask(base.Task):
                        "(data.num_classes > 0); use 'concat' otherwise.")
     patchgan.check_scales(config.data.crop_size, m.n_layers,
                           config.gan.get("d_scales", 1))
+    label_following.check(config.gan, self.num_classes)
+    self.label_swap, self.aux_weight = label_following.options(config.gan)
     self.ema_decay = gan_base.ema_decay(config)
     self.gen, self.disc = self.make_models()
+    self.aux = (label_following.make_classifier(
+        config, self.num_classes, base.resolve_dtype(m.get("dtype", "auto")))
+                if self.aux_weight else None)
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
     self._samples_jit = backend.jit(self._samples)
@@ -165,6 +175,7 @@ class CGANTask(base.Task):
     sketch, photo, label = self._inputs(self.example_batch())
     n = sketch.shape[0]
     g_rng, d_rng, z_rng = jax.random.split(base.rbg_key(rng), 3)
+    aux_rng = base.rbg_key(jax.random.fold_in(rng, 1))
     g_vars = jax.jit(functools.partial(self.gen.init, train=False))(
         g_rng, sketch, label, self._z(z_rng, n))
     d_vars = jax.jit(functools.partial(self.disc.init, train=False))(
@@ -175,7 +186,11 @@ class CGANTask(base.Task):
         step=jnp.zeros((), jnp.int32), g=g,
         d=base.create_train_state(self.disc, d_vars, optim.make_optimizer(
             self.config.d_optim, self.d_updates)),
-        ema=gan_base.ema_init(g, self.ema_decay))
+        ema=gan_base.ema_init(g, self.ema_decay),
+        aux=None if self.aux is None else label_following.init_state(
+            self.aux, aux_rng, photo,
+            self.config.get("aux_optim") or self.config.d_optim,
+            self.d_updates))
 
   # Pieces.
 
@@ -227,27 +242,37 @@ class CGANTask(base.Task):
     gan = self.config.gan
     sketch, real, label = self._inputs(batch)
     drop_rng, z_rng = jax.random.split(base.rbg_key(rng))
+    swap_rng, cls_rng, g_cls_rng = jax.random.split(
+        base.rbg_key(jax.random.fold_in(rng, 2)), 3)
     z = self._z(z_rng, sketch.shape[0])
     real_rng, fake_rng, pen_rng, gp_rng, g_rng = self.reg.split(rng, 5, fold=1)
-    # D on (sketch, photo) pairs, augmented with one geometry per pair.
-    d_on = lambda v, photo, key, **kw: regularizers.apply_d(
-        self.disc, v, *self.reg.augment_pair(sketch, photo, key), label, **kw)
+    # The labels G is asked for (the sketch's own unless gan.label_swap);
+    # kept marks the examples whose photo is G's paired target.
+    asked, kept = label, None
+    if self.label_swap:
+      asked, kept = label_following.requested_labels(
+          swap_rng, label, self.num_classes, self.label_swap)
+    # D on (sketch, photo) pairs, augmented with one geometry per pair; a
+    # fake is judged with the label it was made for.
+    d_on = lambda v, photo, key, lbl=label, **kw: regularizers.apply_d(
+        self.disc, v, *self.reg.augment_pair(sketch, photo, key), lbl, **kw)
 
     def g_forward(params):
       fake, upd = self.gen.apply(
-          state.g.variables(params), sketch, label, z, train=True,
+          state.g.variables(params), sketch, asked, z, train=True,
           rngs={"dropout": drop_rng}, mutable=["batch_stats"])
       return fake, upd["batch_stats"]
 
     fake, g_vjp, g_stats = jax.vjp(g_forward, state.g.params, has_aux=True)
     fake_d = jax.lax.stop_gradient(fake)
-    value = jnp.mean(losses.l1(fake_d, real))  # Drives "plateau" schedules.
+    # Drives "plateau" schedules (every example: a swapped one moves too).
+    value = jnp.mean(losses.l1(fake_d, real))
 
     def d_loss(params, d):
       v = d.variables(params)
       real_logits, stats, _ = d_on(v, real, real_rng)
       fake_logits, stats, _ = d_on(regularizers.with_stats(v, stats),
-                                   fake_d, fake_rng)
+                                   fake_d, fake_rng, asked)
       loss = losses.halved_d_loss(real_logits, fake_logits, gan.loss)
       penalty, metrics = self.reg.d_terms(
           lambda photo: d_on(v, photo, pen_rng)[0], real, fake_d, gp_rng,
@@ -262,6 +287,11 @@ class CGANTask(base.Task):
       if apply:
         state = state.replace(
             d=gan_base.apply_updates(state.d, grads, value, stats))
+      if self.aux is not None:
+        aux, cls_metrics = label_following.classifier_update(
+            state.aux, real, label, cls_rng, apply)
+        state = state.replace(aux=aux)
+        metrics = {**metrics, **cls_metrics}
       return state, {"d_loss": loss, **metrics,
                      "d_lr": gan_base.lr_metric(self.config.d_optim,
                                                 self.d_updates, state.d)}
@@ -274,10 +304,14 @@ class CGANTask(base.Task):
         fm_on = self.reg.feature_matching
         # The same geometry for the real and fake pair: the paired feature
         # matching compares them location by location.
-        logits, _, fake_feats = d_on(v, f, g_rng, features=fm_on)
-        total, adv, l1 = losses.adversarial_l1_loss(logits, f, real, gan.loss,
-                                                    gan.l1_weight)
+        logits, _, fake_feats = d_on(v, f, g_rng, asked, features=fm_on)
+        total, adv, l1 = losses.adversarial_l1_loss(
+            logits, f, real, gan.loss, gan.l1_weight, l1_mask=kept)
         extra = {}
+        if self.aux is not None:
+          cls, extra = label_following.generator_term(state.aux, f, asked,
+                                                      g_cls_rng)
+          total = total + self.aux_weight * cls
         if fm_on:
           fm, extra = self.reg.fm_term(
               d_on(v, real, g_rng, features=True)[2], fake_feats, paired=True)

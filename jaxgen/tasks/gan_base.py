@@ -43,12 +43,15 @@ from jaxgen.tasks import base
 
 @flax.struct.dataclass
 class GANState:
-  """Generator and discriminator train states, the shared step and the EMA
-  generator variables ({"params", "batch_stats"}; None when EMA is off)."""
+  """Generator and discriminator train states, the shared step, the EMA
+  generator variables ({"params", "batch_stats"}; None when EMA is off) and
+  a family's auxiliary network (cgan's label classifier, see
+  jaxgen/tasks/label_following.py; None when unused)."""
   step: jax.Array
   g: base.TrainState
   d: base.TrainState
   ema: Any = None
+  aux: Any = None
 
 
 def check_alternation(gan_cfg: ml_collections.ConfigDict):

@@ -1,0 +1,169 @@
+"""Label following for the label-conditioned cGAN (`config.gan` options).
+
+A generator that is only ever asked for the class its sketch already shows
+can ignore the label: measured with concat and projection injection alike,
+G(sketch, c) is classified as the requested c about half of the time for
+two classes (README "Results"). Two options make the label matter; both are
+off by default:
+
+  gan.label_swap = p       each training example asks, with probability p,
+                           for a class other than its own (uniform over the
+                           others). Such an output has no paired photo: the
+                           L1 term averages over the kept examples only; D
+                           sees (sketch, G(sketch, c), c) as a fake whatever
+                           c is, so the swapped outputs must look real too.
+  gan.aux_classifier = w   an image-only classifier (jaxgen/models/
+                           classifier.py at D's widths), trained with D on
+                           the real photos and their labels, with its own
+                           `config.aux_optim` (metric d_cls, d_cls_acc); G
+                           adds w times its cross-entropy on
+                           G(sketch, c) against the requested c (g_cls, and
+                           g_cls_acc the fraction classified as asked).
+                           This is StarGAN's domain-classification loss; the
+                           classifier sees the photo alone, so, unlike a
+                           head on the (sketch, photo) PatchGAN, it cannot
+                           read the class off the sketch.
+
+The classifier's TrainState is the `aux` field of the GAN state (None when
+the option is off, so states and checkpoints are unchanged), updated on
+every discriminator update. The evaluation classifier of
+jaxgen/tasks/classifier.py is a separate network trained on its own: the
+measurement is not made by the network G was trained against.
+"""
+
+from typing import Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxgen import optim
+from jaxgen.models import classifier as classifier_model
+from jaxgen.tasks import base
+from jaxgen.tasks import gan_base
+
+
+def options(gan_cfg: ml_collections.ConfigDict) -> Tuple[float, float]:
+  """(label_swap probability, aux_classifier weight); 0 when absent."""
+  return (float(gan_cfg.get("label_swap", 0.0)),
+          float(gan_cfg.get("aux_classifier", 0.0)))
+
+
+def check(gan_cfg: ml_collections.ConfigDict, num_classes: int):
+  """Raises ValueError for option values the task cannot honour.
+
+  Args:
+    gan_cfg: `config.gan`.
+    num_classes: the data's classes (0: no labels).
+  """
+  swap, weight = options(gan_cfg)
+  if not 0.0 <= swap < 1.0:
+    raise ValueError(f"gan.label_swap must be in [0, 1), got {swap}.")
+  if weight < 0:
+    raise ValueError(f"gan.aux_classifier must be >= 0, got {weight}.")
+  if (swap or weight) and num_classes < 2:
+    raise ValueError("gan.label_swap and gan.aux_classifier need labelled "
+                     "data with at least 2 classes (data.num_classes), got "
+                     f"{num_classes}.")
+  if swap and (gan_cfg.get("feature_matching", 0.0)
+               or gan_cfg.get("perceptual_weight", 0.0)):
+    raise ValueError("gan.label_swap has no paired photo for a swapped "
+                     "example, so it does not go with the paired terms "
+                     "gan.feature_matching or gan.perceptual_weight.")
+
+
+def requested_labels(rng, labels, num_classes: int, swap: float
+                     ) -> Tuple[jax.Array, jax.Array]:
+  """The labels G is asked for, and which examples kept their own.
+
+  Args:
+    rng: PRNG key.
+    labels: [b] int true labels.
+    num_classes: K >= 2.
+    swap: probability that an example asks for another class.
+
+  Returns:
+    (requested [b] int, kept [b] float32: 1 where requested == labels).
+  """
+  flip_rng, class_rng = jax.random.split(rng)
+  flip = jax.random.bernoulli(flip_rng, swap, labels.shape)
+  # An offset in 1..K-1 moves to each other class with equal probability.
+  offset = jax.random.randint(class_rng, labels.shape, 1, num_classes)
+  requested = jnp.where(flip, (labels + offset) % num_classes, labels)
+  return requested.astype(labels.dtype), (~flip).astype(jnp.float32)
+
+
+def make_classifier(config: ml_collections.ConfigDict, num_classes: int,
+                    dtype=None) -> classifier_model.Classifier:
+  """The auxiliary classifier at the discriminator's widths."""
+  m = config.model
+  return classifier_model.Classifier(
+      num_classes=num_classes, width=m.d_width, max_width=m.max_width,
+      downsample_impl=m.get("downsample_impl"), dtype=dtype)
+
+
+def init_state(module, rng, photo, optim_cfg: ml_collections.ConfigDict,
+               d_updates: int) -> base.TrainState:
+  """The classifier's TrainState.
+
+  Args:
+    module: `make_classifier(...)`.
+    rng: init key.
+    photo: [b, h, w, c] example photos.
+    optim_cfg: its optimizer (`config.aux_optim`, else `config.d_optim`).
+    d_updates: the run's discriminator updates (the schedule's length).
+
+  Returns:
+    A TrainState.
+  """
+  variables = jax.jit(lambda r, x: module.init(r, x, train=False))(rng, photo)
+  return base.create_train_state(module, variables,
+                                 optim.make_optimizer(optim_cfg, d_updates))
+
+
+def _loss(ts: base.TrainState, params, images, labels, rng):
+  """Mean cross-entropy in train mode; (loss, (accuracy, batch_stats))."""
+  logits, upd = ts.apply_fn(ts.variables(params), images, train=True,
+                            rngs={"dropout": rng}, mutable=["batch_stats"])
+  loss = jnp.mean(
+      optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  acc = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  return loss, (acc, upd["batch_stats"])
+
+
+def classifier_update(ts: base.TrainState, photos, labels, rng, apply: bool
+                      ) -> Tuple[base.TrainState, dict]:
+  """One cross-entropy step of the classifier on real photos.
+
+  Args:
+    ts: the classifier's TrainState.
+    photos: [b, h, w, c] real photos in [-1, 1].
+    labels: [b] their labels.
+    rng: dropout key.
+    apply: whether to apply the update (the D alternation).
+
+  Returns:
+    (TrainState, {"d_cls", "d_cls_acc"}).
+  """
+  (loss, (acc, stats)), grads = jax.value_and_grad(
+      lambda p: _loss(ts, p, photos, labels, rng), has_aux=True)(ts.params)
+  if apply:
+    ts = gan_base.apply_updates(ts, grads, None, stats)
+  return ts, {"d_cls": loss, "d_cls_acc": acc}
+
+
+def generator_term(ts: Optional[base.TrainState], fakes, requested, rng):
+  """G's classification loss on its outputs (StarGAN's L_cls^f).
+
+  Args:
+    ts: the classifier's TrainState; its statistics updates are discarded.
+    fakes: [b, h, w, c] generated photos in [-1, 1].
+    requested: [b] the labels G was asked for.
+    rng: dropout key.
+
+  Returns:
+    (loss, {"g_cls", "g_cls_acc"}).
+  """
+  loss, (acc, _) = _loss(ts, ts.params, fakes, requested, rng)
+  return loss, {"g_cls": loss, "g_cls_acc": acc}

@@ -1,0 +1,123 @@
+"""Label swap and the auxiliary classifier of the label cGAN
+(jaxgen/tasks/label_following.py)."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen import configlib
+from jaxgen import losses
+from jaxgen import train
+from jaxgen.tasks import cgan
+from jaxgen.tasks import label_following
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(swap=0.0, weight=0.0, variant="labels,tiny"):
+  config = configlib.load_config_file(
+      os.path.join(ROOT, "configs", f"cgan.py:{variant}"))
+  config.gan.update(label_swap=swap, aux_classifier=weight)
+  return config
+
+
+def test_requested_labels_known_values():
+  labels = jnp.array([0, 1, 1, 0, 1], jnp.int32)
+  asked, kept = label_following.requested_labels(
+      jax.random.key(0), labels, 2, 0.0)
+  np.testing.assert_array_equal(asked, labels)
+  np.testing.assert_array_equal(kept, np.ones(5))
+  asked, kept = label_following.requested_labels(
+      jax.random.key(0), labels, 2, 1.0 - 1e-7)
+  np.testing.assert_array_equal(asked, 1 - labels)  # The other class.
+  np.testing.assert_array_equal(kept, np.zeros(5))
+
+
+def test_swapped_labels_are_other_classes_uniformly():
+  n, k = 6000, 3
+  labels = jnp.arange(n, dtype=jnp.int32) % k
+  asked, kept = label_following.requested_labels(
+      jax.random.key(1), labels, k, 0.5)
+  asked, kept, labels = map(np.asarray, (asked, kept, labels))
+  assert asked.dtype == labels.dtype
+  np.testing.assert_array_equal(kept == 1, asked == labels)
+  assert abs(1 - kept.mean() - 0.5) < 0.03
+  swapped = kept == 0
+  # From each class, the two others equally often.
+  for c in range(k):
+    moved = asked[swapped & (labels == c)]
+    counts = np.bincount(moved, minlength=k)
+    assert counts[c] == 0
+    others = counts[np.arange(k) != c]
+    assert abs(others[0] - others[1]) < 0.15 * others.sum(), counts
+
+
+def test_l1_mask_averages_over_kept_examples_only():
+  fake = jnp.zeros((2, 4, 4, 3))
+  target = jnp.stack([jnp.full((4, 4, 3), 1.0), jnp.full((4, 4, 3), 3.0)])
+  logits = jnp.zeros((2, 2, 2, 1))
+  _, adv, l1 = losses.adversarial_l1_loss(logits, fake, target, "bce", 100.0)
+  assert float(l1) == pytest.approx(2.0)
+  total, adv, l1 = losses.adversarial_l1_loss(
+      logits, fake, target, "bce", 100.0, l1_mask=jnp.array([1.0, 0.0]))
+  assert float(l1) == pytest.approx(1.0)
+  assert float(total) == pytest.approx(float(adv) + 100.0)
+  _, _, l1 = losses.adversarial_l1_loss(
+      logits, fake, target, "bce", 100.0, l1_mask=jnp.zeros(2))
+  assert float(l1) == 0.0
+
+
+@pytest.mark.parametrize("swap,weight,variant,message", [
+    (1.0, 0.0, "labels,tiny", "label_swap must be in"),
+    (-0.1, 0.0, "labels,tiny", "label_swap must be in"),
+    (0.0, -1.0, "labels,tiny", "aux_classifier must be >= 0"),
+    (0.5, 0.0, "tiny", "at least 2 classes"),
+    (0.0, 1.0, "tiny", "at least 2 classes"),
+])
+def test_bad_options_are_clear_errors(swap, weight, variant, message):
+  with pytest.raises(ValueError, match=message):
+    cgan.CGANTask(_config(swap, weight, variant))
+
+
+def test_swap_does_not_go_with_paired_terms():
+  config = _config(0.5, 1.0)
+  config.gan.feature_matching = 10.0
+  with pytest.raises(ValueError, match="feature_matching"):
+    cgan.CGANTask(config)
+
+
+def test_all_swapped_step_has_no_l1_and_adds_the_classifier_loss():
+  config = _config(1.0 - 1e-7, 2.0)
+  task = cgan.CGANTask(config)
+  state = task.init_state(jax.random.key(0))
+  batch = task.example_batch(4)
+  batch["label"] = jnp.array([0, 1, 0, 1], jnp.int32)
+  new, m = jax.jit(task.train_step)(state, batch, jax.random.key(1))
+  assert float(m["g_l1"]) == 0.0
+  assert float(m["g_loss"]) == pytest.approx(
+      float(m["g_gan"]) + 2.0 * float(m["g_cls"]), rel=1e-5)
+  for key in ("d_cls", "d_cls_acc", "g_cls_acc"):
+    assert np.isfinite(float(m[key])), key
+  # The classifier is trained with D; untouched without the option.
+  assert int(new.aux.step) == 1 and int(new.d.step) == 1
+  moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
+                                 new.aux.params, state.aux.params)
+  assert max(jax.tree_util.tree_leaves(moved)) > 0
+  plain = cgan.CGANTask(_config()).init_state(jax.random.key(0))
+  assert plain.aux is None
+
+
+def test_classifier_state_is_checkpointed_and_resumed(tmp_path):
+  config = _config(0.5, 1.0)
+  config.train.num_steps = 3
+  first = train.train_and_evaluate(config, str(tmp_path))
+  assert int(first.state.aux.step) == 3
+  config.train.num_steps = 6
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert resumed.step == 6
+  assert int(resumed.state.aux.step) == 6  # Restored at 3, then 3 more.
+  assert "train/g_cls_acc" in resumed.train_metrics
+  assert all(np.isfinite(v) for v in resumed.eval_metrics.values())
