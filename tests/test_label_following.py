@@ -89,35 +89,27 @@ def test_swap_does_not_go_with_paired_terms():
     cgan.CGANTask(config)
 
 
-def test_all_swapped_step_has_no_l1_and_adds_the_classifier_loss():
+def test_all_swapped_run_has_no_l1_and_resumes_the_classifier(tmp_path):
+  """Every example swapped: no L1, G's loss is adversarial + w * g_cls; the
+  classifier trains with D and its state is checkpointed and resumed."""
   config = _config(1.0 - 1e-7, 2.0)
-  task = cgan.CGANTask(config)
-  state = task.init_state(jax.random.key(0))
-  batch = task.example_batch(4)
-  batch["label"] = jnp.array([0, 1, 0, 1], jnp.int32)
-  new, m = jax.jit(task.train_step)(state, batch, jax.random.key(1))
-  assert float(m["g_l1"]) == 0.0
-  assert float(m["g_loss"]) == pytest.approx(
-      float(m["g_gan"]) + 2.0 * float(m["g_cls"]), rel=1e-5)
-  for key in ("d_cls", "d_cls_acc", "g_cls_acc"):
-    assert np.isfinite(float(m[key])), key
-  # The classifier is trained with D; untouched without the option.
-  assert int(new.aux.step) == 1 and int(new.d.step) == 1
-  moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
-                                 new.aux.params, state.aux.params)
-  assert max(jax.tree_util.tree_leaves(moved)) > 0
-  plain = cgan.CGANTask(_config()).init_state(jax.random.key(0))
-  assert plain.aux is None
-
-
-def test_classifier_state_is_checkpointed_and_resumed(tmp_path):
-  config = _config(0.5, 1.0)
   config.train.num_steps = 3
   first = train.train_and_evaluate(config, str(tmp_path))
-  assert int(first.state.aux.step) == 3
+  assert int(first.state.aux.step) == 3 and int(first.state.d.step) == 3
   config.train.num_steps = 6
   resumed = train.train_and_evaluate(config, str(tmp_path))
   assert resumed.step == 6
   assert int(resumed.state.aux.step) == 6  # Restored at 3, then 3 more.
-  assert "train/g_cls_acc" in resumed.train_metrics
+  m = resumed.train_metrics
+  assert m["train/g_l1"] == 0.0
+  assert m["train/g_loss"] == pytest.approx(
+      m["train/g_gan"] + 2.0 * m["train/g_cls"], rel=1e-5)
+  for key in ("d_cls", "d_cls_acc", "g_cls_acc"):
+    assert np.isfinite(m[f"train/{key}"]), key
   assert all(np.isfinite(v) for v in resumed.eval_metrics.values())
+  start = cgan.CGANTask(config).init_state(jax.random.key(config.seed))
+  moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()),
+                                 resumed.state.aux.params, start.aux.params)
+  assert max(jax.tree_util.tree_leaves(moved)) > 0
+  # Without the options the state has no classifier.
+  assert cgan.CGANTask(_config()).init_state(jax.random.key(0)).aux is None
