@@ -17,9 +17,10 @@ Layout: WORKDIR/checkpoints/<step>/ (latest k) and WORKDIR/best/<step>/.
 """
 
 import dataclasses
+import itertools
 import json
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from absl import logging
 import grain.checkpoint as grain_ckpt
@@ -158,16 +159,19 @@ class Checkpointer:
       out = restore(target_state)
       state = out["state"]
     except ValueError as error:
-      present = _set_fields(target_state)
-      if present is None:
-        raise
+      out = None
       # A checkpoint written before the state gained an optional field
-      # (e.g. the GAN families' EMA generator, None when off) lacks it:
-      # orbax keeps a None field as a tree entry, so restore the others.
-      try:
-        out = restore(present)
-      except ValueError:
-        raise error  # pylint: disable=raise-missing-from
+      # (the GAN families' EMA generator, cgan's label classifier; None when
+      # off) lacks it, while orbax keeps a None field it had as a tree
+      # entry: try the set fields with each subset of the None ones.
+      for target in _older_targets(target_state):
+        try:
+          out = restore(target)
+          break
+        except ValueError:
+          continue
+      if out is None:
+        raise error
       state = dataclasses.replace(target_state, **out["state"])
     data = _restore_position(mngr, step) if with_data else None
     return state, data, out["meta"]
@@ -183,14 +187,19 @@ class Checkpointer:
       self.best.close()
 
 
-def _set_fields(state) -> Optional[dict]:
-  """A dataclass state's fields that are not None, or None if all are set
-  (or `state` is not a dataclass)."""
+def _older_targets(state) -> List[dict]:
+  """Restore targets for a checkpoint that lacks some of `state`'s None
+  fields: dicts of the set fields plus each proper subset of the None
+  ones, largest first (none for a non-dataclass or a state without None
+  fields)."""
   if not dataclasses.is_dataclass(state):
-    return None
+    return []
   fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
   present = {k: v for k, v in fields.items() if v is not None}
-  return present if len(present) < len(fields) else None
+  unset = [k for k in fields if k not in present]
+  return [dict(present, **dict.fromkeys(kept))
+          for n in range(len(unset) - 1, -1, -1)
+          for kept in itertools.combinations(unset, n)]
 
 
 def _restore_position(mngr: ocp.CheckpointManager, step: int) -> dict:

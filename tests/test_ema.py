@@ -2,6 +2,7 @@
 family's training step with it on: tests/test_gan_options.py."""
 
 import os
+from typing import Any
 
 import flax
 import jax
@@ -82,8 +83,8 @@ def test_recursion_over_three_steps_with_a_fake_update(monkeypatch):
 
 def test_checkpoints_written_before_the_ema_field_restore(tmp_path):
   """A GAN state saved without the `ema` field (older runs of gan, cgan and
-  cyclegan) restores into today's state with ema None; a state with the
-  EMA restores it."""
+  cyclegan), or with it but before the `aux` field, restores into today's
+  state with the missing fields None; a state with the EMA restores it."""
 
   @flax.struct.dataclass
   class OlderGANState:
@@ -91,24 +92,34 @@ def test_checkpoints_written_before_the_ema_field_restore(tmp_path):
     g: dict
     d: dict
 
+  @flax.struct.dataclass
+  class EMAGANState:  # Before the `aux` field; ema None is kept on disk.
+    step: jax.Array
+    g: dict
+    d: dict
+    ema: Any = None
+
   arrays = {"step": jnp.array(3, jnp.int32), "g": {"w": jnp.arange(3.0)},
             "d": {"w": jnp.ones(2)}}
   config = ml_collections.ConfigDict({"task": "gan"})
   for name, state in (
       ("older", OlderGANState(**arrays)),
+      ("ema_off", EMAGANState(**arrays)),
+      ("ema_on", EMAGANState(**arrays, ema={"w": jnp.full(3, 7.0)})),
       ("ema", gan_base.GANState(**arrays, ema={"w": jnp.full(3, 7.0)}))):
     ckpt = checkpoint.Checkpointer(str(tmp_path / name))
     ckpt.save(3, state, {}, config)
     ckpt.wait()
+    with_ema = getattr(state, "ema", None) is not None
     target = gan_base.GANState(
         **jax.tree_util.tree_map(jnp.zeros_like, arrays),
-        ema=None if name == "older" else {"w": jnp.zeros(3)})
+        ema={"w": jnp.zeros(3)} if with_ema else None)
     got, _, meta = ckpt.restore(target)
     ckpt.close()
-    assert isinstance(got, gan_base.GANState) and meta["step"] == 3
+    assert isinstance(got, gan_base.GANState) and meta["step"] == 3, name
     np.testing.assert_array_equal(got.g["w"], [0.0, 1.0, 2.0])
-    assert int(got.step) == 3
-    if name == "older":
-      assert got.ema is None
-    else:
+    assert int(got.step) == 3 and got.aux is None
+    if with_ema:
       np.testing.assert_array_equal(got.ema["w"], [7.0] * 3)
+    else:
+      assert got.ema is None
