@@ -82,6 +82,18 @@ def test_bad_options_are_clear_errors(swap, weight, variant, message):
     cgan.CGANTask(_config(swap, weight, variant))
 
 
+def test_classifier_metrics_sit_beside_feature_matching():
+  """The classifier term also goes with feature matching (no swap); the
+  step reports both."""
+  config = _config(0.0, 1.0)
+  config.gan.feature_matching = 10.0
+  task = cgan.CGANTask(config)
+  state = task.init_state(jax.random.key(0))
+  batch = task.example_batch(4)
+  _, m = jax.jit(task.train_step)(state, batch, jax.random.key(1))
+  assert {"g_fm", "g_cls", "g_cls_acc", "d_cls"} <= set(m)
+
+
 def test_swap_does_not_go_with_paired_terms():
   config = _config(0.5, 1.0)
   config.gan.feature_matching = 10.0

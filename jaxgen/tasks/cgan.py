@@ -313,8 +313,9 @@ class CGANTask(base.Task):
                                                       g_cls_rng)
           total = total + self.aux_weight * cls
         if fm_on:
-          fm, extra = self.reg.fm_term(
+          fm, fm_metrics = self.reg.fm_term(
               d_on(v, real, g_rng, features=True)[2], fake_feats, paired=True)
+          extra.update(fm_metrics)
           total = total + fm
         if self.perceptual:
           extra["g_perc"] = self.perceptual.distance(f, real)
