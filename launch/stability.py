@@ -85,6 +85,12 @@ STUDIES = {
             "projection_swap": ("--config.model.label_injection=projection",
                                 "--config.gan.label_swap=0.5",
                                 "--config.gan.aux_classifier=1.0"),
+            # The same with five times the classifier's weight, and
+            # DiffAugment before D and the classifier (robust class cues).
+            "projection_swap_aug": (
+                "--config.model.label_injection=projection",
+                "--config.gan.label_swap=0.5",
+                "--config.gan.aux_classifier=5.0", DIFFAUG),
         },
         compare=dict(num=2000),
         classifier=("configs/classifier.py:steps=3000",
@@ -100,6 +106,8 @@ STUDIES = {
             "diffaug": (DIFFAUG,),
             "multiscale_fm": ("--config.gan.d_scales=2",
                               "--config.gan.feature_matching=10"),
+            # The baseline trained 1.5 times as long (107 epochs).
+            "baseline_2400": ("--config.train.num_steps=2400",),
         },
         compare=dict(num=2000)),
 }

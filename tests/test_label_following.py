@@ -94,6 +94,23 @@ def test_classifier_metrics_sit_beside_feature_matching():
   assert {"g_fm", "g_cls", "g_cls_acc", "d_cls"} <= set(m)
 
 
+def test_classifier_sees_diffaugment():
+  """With gan.diffaug on, the classifier learns from augmented photos and
+  judges augmented outputs: its losses change, same state, batch and key."""
+  metrics = []
+  for policy in ("", "color"):
+    config = _config(0.0, 1.0)
+    config.gan.diffaug = policy
+    task = cgan.CGANTask(config)
+    state = task.init_state(jax.random.key(0))
+    _, m = jax.jit(task.train_step)(state, task.example_batch(4),
+                                    jax.random.key(1))
+    metrics.append(m)
+  for key in ("d_cls", "g_cls"):
+    assert np.isfinite(metrics[1][key]), key
+    assert abs(float(metrics[0][key]) - float(metrics[1][key])) > 1e-4, key
+
+
 def test_swap_does_not_go_with_paired_terms():
   config = _config(0.5, 1.0)
   config.gan.feature_matching = 10.0

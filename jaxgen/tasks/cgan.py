@@ -246,6 +246,8 @@ class CGANTask(base.Task):
         base.rbg_key(jax.random.fold_in(rng, 2)), 3)
     z = self._z(z_rng, sketch.shape[0])
     real_rng, fake_rng, pen_rng, gp_rng, g_rng = self.reg.split(rng, 5, fold=1)
+    # The auxiliary classifier sees D's DiffAugment too (its own draws).
+    cls_aug_rng, g_cls_aug_rng = self.reg.split(rng, 2, fold=3)
     # The labels G is asked for (the sketch's own unless gan.label_swap);
     # kept marks the examples whose photo is G's paired target.
     asked, kept = label, None
@@ -289,7 +291,8 @@ class CGANTask(base.Task):
             d=gan_base.apply_updates(state.d, grads, value, stats))
       if self.aux is not None:
         aux, cls_metrics = label_following.classifier_update(
-            state.aux, real, label, cls_rng, apply)
+            state.aux, self.reg.augment(real, cls_aug_rng), label, cls_rng,
+            apply)
         state = state.replace(aux=aux)
         metrics = {**metrics, **cls_metrics}
       return state, {"d_loss": loss, **metrics,
@@ -309,8 +312,9 @@ class CGANTask(base.Task):
             logits, f, real, gan.loss, gan.l1_weight, l1_mask=kept)
         extra = {}
         if self.aux is not None:
-          cls, extra = label_following.generator_term(state.aux, f, asked,
-                                                      g_cls_rng)
+          cls, extra = label_following.generator_term(
+              state.aux, self.reg.augment(f, g_cls_aug_rng), asked,
+              g_cls_rng)
           total = total + self.aux_weight * cls
         if fm_on:
           fm, fm_metrics = self.reg.fm_term(

@@ -22,7 +22,14 @@ off by default:
                            This is StarGAN's domain-classification loss; the
                            classifier sees the photo alone, so, unlike a
                            head on the (sketch, photo) PatchGAN, it cannot
-                           read the class off the sketch.
+                           read the class off the sketch. With gan.diffaug
+                           on, it sees D's DiffAugment as well (the real
+                           photos it learns from and the outputs it judges,
+                           each with draws of its own): augmentation helps
+                           a classifier of a few thousand photos, and G's
+                           class cues must then survive colour, translation
+                           and cutout rather than be pixel patterns that
+                           only this network reads.
 
 The classifier's TrainState is the `aux` field of the GAN state (None when
 the option is off, so states and checkpoints are unchanged), updated on
