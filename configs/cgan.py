@@ -145,6 +145,12 @@ def get_config(arg=None):
     c.train.update(batch_size=4, num_steps=6, log_every=2, eval_every=3,
                    eval_batches=1, sample_every=3, num_samples=4,
                    checkpoint_every=3, data_threads=0)
+  if arg.cufs:
+    # 180 training pairs are 22 steps of 8 per epoch: evaluate (and keep
+    # the best model) every epoch, but write a sample grid and the latest
+    # checkpoint every ~9 epochs, not at every epoch end.
+    c.train.update(sample_every=200, checkpoint_every=200,
+                   checkpoint_at_epoch_end=False)
   if arg.steps:
     c.train.num_steps = arg.steps
   return c

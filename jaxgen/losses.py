@@ -150,6 +150,20 @@ def l1(x, y):
   return _per_example_mean(jnp.abs(x - y))
 
 
+def classification(logits, labels):
+  """Per-example softmax cross-entropy and correctness of class logits.
+
+  Args:
+    logits: [b, num_classes].
+    labels: [b] int.
+
+  Returns:
+    (cross-entropy [b], correct [b] float32: 1 where argmax == label).
+  """
+  return (optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+          (jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
 def halved_d_loss(real_logits, fake_logits, kind="bce"):
   """0.5 * discriminator loss, mean over batch and patches (pix2pix, CycleGAN).
 

@@ -108,3 +108,12 @@ def test_l1_and_sliced_wasserstein():
   d2 = losses.sliced_wasserstein(x, x + 2.0, rng)
   np.testing.assert_allclose(float(d2), 2 * float(d1), rtol=1e-5)
   assert float(d1) > 0.5
+
+
+def test_classification_known_values():
+  # Two classes: logits (0, log 3) give p = (1/4, 3/4).
+  logits = jnp.array([[0.0, np.log(3.0)], [2.0, 0.0]])
+  ce, correct = losses.classification(logits, jnp.array([1, 1]))
+  np.testing.assert_allclose(ce, [-np.log(0.75), np.log(1 + np.e ** 2)],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(correct, [1.0, 0.0])

@@ -134,3 +134,10 @@ def test_config_options():
       configlib.load_config_file(spec + ":root=/x,split=x")
     with pytest.raises(ValueError, match="'cufs'"):
       configlib.load_config_file(spec + ":tiny,cufs")
+  # pix2pix on CUFS evaluates every epoch, but writes grids and the latest
+  # checkpoint every 200 steps (not at each of its 22-step epochs' ends).
+  train_cfg = configlib.load_config_file(
+      os.path.join(ROOT, "configs", "cgan.py:cufs")).train
+  assert (train_cfg.eval_every, train_cfg.sample_every,
+          train_cfg.checkpoint_every, train_cfg.checkpoint_at_epoch_end) == (
+              0, 200, 200, False)

@@ -91,6 +91,20 @@ def build(data_cfg: ml_collections.ConfigDict, split: str) -> Dataset:
   return _BUILDERS[name](data_cfg, split)
 
 
+def _per_process(batch_size: int) -> int:
+  """Each process's rows of a global batch; a clear error if they differ.
+
+  The loop checks the batch against the mesh's devices first
+  (parallel.check_batch_size); the evaluators call eval_batches without a
+  mesh, so the pipeline checks the processes itself.
+  """
+  count = jax.process_count()
+  if batch_size % count:
+    raise ValueError(f"Batch size {batch_size} is not divisible by the "
+                     f"{count} processes.")
+  return batch_size // count
+
+
 def train_iterator(dataset: Dataset, batch_size: int, seed: int,
                    num_threads: int = 2, prefetch: int = 4):
   """An infinite, shuffled (reshuffled each epoch), augmented batch iterator.
@@ -119,7 +133,7 @@ def train_iterator(dataset: Dataset, batch_size: int, seed: int,
     A grain DatasetIterator of element dicts with a leading batch dimension.
   """
   count = jax.process_count()
-  per_process = batch_size // count
+  per_process = _per_process(batch_size)
   if len(dataset.source) < batch_size:
     raise ValueError(
         f"The training split has {len(dataset.source)} examples, fewer than "
@@ -161,10 +175,7 @@ def eval_batches(dataset: Dataset, batch_size: int,
   n = len(src)
   if not n:
     raise ValueError("The evaluation split is empty.")
-  if batch_size % jax.process_count():
-    raise ValueError(f"Batch size {batch_size} is not divisible by the "
-                     f"{jax.process_count()} processes.")
-  per_process = batch_size // jax.process_count()
+  per_process = _per_process(batch_size)
   offset = jax.process_index() * per_process
   num = -(-n // batch_size)
   if max_batches > 0:

@@ -167,6 +167,10 @@ def reference(data_cfg: ml_collections.ConfigDict, dataset: pipeline.Dataset,
               fn: Optional[Callable] = None) -> statistics.InceptionStatistics:
   """Cached Inception statistics (with features) of a real split.
 
+  With several processes each reads its rows of every batch and the
+  features are all-gathered (the cache is read only if every process has
+  it, and written by process 0); the statistics equal one process's.
+
   Args:
     data_cfg: `config.data` (names the cache entry, see `dataset_key`).
     dataset: the split's Dataset.
@@ -179,14 +183,28 @@ def reference(data_cfg: ml_collections.ConfigDict, dataset: pipeline.Dataset,
   Returns:
     `InceptionStatistics` with features (for KID and precision/recall).
   """
-  # "HxWxC" of the images as the metric sees them, for the cache key.
-  first = next(real_images(dataset, 1, fn))
+  # "HxWxC" of the images as the metric sees them, for the cache key (one
+  # row per process: eval batches split evenly over the processes).
+  first = next(real_images(dataset, jax.process_count(), fn))
   resolution = "x".join(str(d) for d in first.shape[1:])
-  return features.reference_statistics(
-      dataset_key(data_cfg), split, resolution,
-      lambda: real_images(dataset, batch_size, fn), extractor,
-      value_range=VALUE_RANGE, num_images=num_images or None,
-      keep_features=True)
+  images = lambda: real_images(dataset, batch_size, fn)
+  if jax.process_count() == 1:
+    return features.reference_statistics(
+        dataset_key(data_cfg), split, resolution, images, extractor,
+        value_range=VALUE_RANGE, num_images=num_images or None,
+        keep_features=True)
+
+  def compute():
+    stats = multiprocess.gathered_statistics(images(), extractor, VALUE_RANGE)
+    if num_images:
+      stats = multiprocess.from_features(stats.features[:num_images],
+                                         extractor)
+    return stats
+
+  return multiprocess.cached_reference(
+      statistics.reference_statistics_path(
+          dataset_key(data_cfg), split, resolution, extractor.resize_mode,
+          extractor.normalization, num_images or None), compute)
 
 
 def translated_images(translate: Callable, state, dataset: pipeline.Dataset,
@@ -286,97 +304,56 @@ class FIDEvaluator:
         kwargs.update(split="test_targets" + (f"_{direction}" if direction
                                               else ""),
                       fn=self._directions[direction][1])
-      if jax.process_count() > 1:
-        self._reference[direction] = self._gathered_reference(**kwargs)
-      else:
-        self._reference[direction] = reference(
-            self.data_cfg, self.test_ds, self.extractor, **kwargs)
+      self._reference[direction] = reference(
+          self.data_cfg, self.test_ds, self.extractor, **kwargs)
     return self._reference[direction]
 
-  def _gathered_reference(self, batch_size, split="test", num_images=None,
-                          fn=None):
-    """`reference` with every process reading its rows (same cache)."""
-    first = {k: np.asarray(v)[None] for k, v in self.test_ds.source[0].items()}
-    first = first["image"] if fn is None else np.asarray(fn(first))
-    path = statistics.reference_statistics_path(
-        dataset_key(self.data_cfg), split,
-        "x".join(str(d) for d in first.shape[1:]), self.extractor.resize_mode,
-        self.extractor.normalization, num_images or None)
-
-    def compute():
-      stats = multiprocess.gathered_statistics(
-          real_images(self.test_ds, batch_size, fn), self.extractor,
-          VALUE_RANGE)
-      if num_images:
-        stats = multiprocess.from_features(stats.features[:num_images],
-                                           self.extractor)
-      return stats
-
-    return multiprocess.cached_reference(path, compute)
-
-  def _metrics(self, real, images, num, what: str,
-               suffix: str = "") -> Dict[str, float]:
-    start = time.time()
-    kid_subsets = self.cfg.kid_subsets
-    use_kid = kid_subsets > 0
-    fake = features.compute_statistics(
-        images, self.extractor, value_range=VALUE_RANGE, num_images=num,
-        keep_features=use_kid, keep_logits=False, name=what)
-    out = {f"eval/fid{suffix}": metrics.frechet_distance(
-        real.mu, real.sigma, fake.mu, fake.sigma)}
-    if use_kid:
-      # Fewer subsets than the CLI's 100: each is three 1000x2048x1000
-      # float64 matrix products on the host, and a curve needs no more.
-      out[f"eval/kid{suffix}"], _ = metrics.kernel_inception_distance(
-          real.features, fake.features, num_subsets=kid_subsets)
-    logging.info("FID of %d %s vs %d test images (%s resize): %.3f (%.1f s)",
-                 fake.num_images, what, real.num_images,
-                 self.extractor.resize_mode, out[f"eval/fid{suffix}"],
-                 time.time() - start)
-    return out
-
-  def _gathered_metrics(self, state) -> Dict[str, float]:
-    """`__call__` with several processes, each on its share of images."""
-    state = multiprocess.local_copy(state)
-    out = {}
+  def _image_sets(self, state):
+    """(suffix, reference, images, num, what) of each set FID scores."""
     if self._generate is not None:
-      sets = {"": (self.reference(), multiprocess.generated_blocks(
-          self._generate, state, self.rng, self.cfg.fid_num,
-          self.cfg.fid_batch_size))}
-    else:
-      sets = {direction: (self.reference(direction), (o for o, _ in (
-          translated_images(translate, state, self.test_ds, self.rng,
-                            self.cfg.fid_batch_size))))
-              for direction, (translate, _) in self._directions.items()}
-    for direction, (real, blocks) in sets.items():
-      fake = multiprocess.gathered_statistics(blocks, self.extractor,
+      # With several processes, each generates its share of the chunks.
+      chunks = (multiprocess.generated_blocks if jax.process_count() > 1
+                else generated_images)
+      yield ("", self.reference(),
+             chunks(self._generate, state, self.rng, self.cfg.fid_num,
+                    self.cfg.fid_batch_size),
+             self.cfg.fid_num, "generated images")
+      return
+    for direction, (translate, _) in self._directions.items():
+      outputs = (o for o, _ in translated_images(
+          translate, state, self.test_ds, self.rng, self.cfg.fid_batch_size))
+      yield (f"_{direction}" if direction else "", self.reference(direction),
+             outputs, None, f"translated {direction or 'test'} images")
+
+  def _statistics(self, images, num: Optional[int], what: str
+                  ) -> statistics.InceptionStatistics:
+    if jax.process_count() > 1:
+      # Each process's features, all-gathered in one-process order.
+      return multiprocess.gathered_statistics(images, self.extractor,
                                               VALUE_RANGE)
-      suffix = f"_{direction}" if direction else ""
-      out[f"eval/fid{suffix}"] = metrics.frechet_distance(
-          real.mu, real.sigma, fake.mu, fake.sigma)
-      if self.cfg.kid_subsets > 0:
-        out[f"eval/kid{suffix}"], _ = metrics.kernel_inception_distance(
-            real.features, fake.features, num_subsets=self.cfg.kid_subsets)
-    return out
+    return features.compute_statistics(
+        images, self.extractor, value_range=VALUE_RANGE, num_images=num,
+        keep_features=self.cfg.kid_subsets > 0, keep_logits=False, name=what)
 
   def __call__(self, state) -> Dict[str, float]:
     """{"eval/fid", "eval/kid"} (per direction for translations)."""
     if jax.process_count() > 1:
-      return self._gathered_metrics(state)
-    if self._generate is not None:
-      return self._metrics(
-          self.reference(),
-          generated_images(self._generate, state, self.rng, self.cfg.fid_num,
-                           self.cfg.fid_batch_size),
-          self.cfg.fid_num, "generated images")
+      state = multiprocess.local_copy(state)
     out = {}
-    for direction, (translate, _) in self._directions.items():
-      outputs = (o for o, _ in translated_images(
-          translate, state, self.test_ds, self.rng, self.cfg.fid_batch_size))
-      out.update(self._metrics(
-          self.reference(direction), outputs, None,
-          f"translated {direction or 'test'} images",
-          f"_{direction}" if direction else ""))
+    for suffix, real, images, num, what in self._image_sets(state):
+      start = time.time()
+      fake = self._statistics(images, num, what)
+      fid = f"eval/fid{suffix}"
+      out[fid] = metrics.frechet_distance(real.mu, real.sigma, fake.mu,
+                                          fake.sigma)
+      if self.cfg.kid_subsets > 0:
+        # Fewer subsets than the CLI's 100: each is three 1000x2048x1000
+        # float64 matrix products on the host, and a curve needs no more.
+        out[f"eval/kid{suffix}"], _ = metrics.kernel_inception_distance(
+            real.features, fake.features, num_subsets=self.cfg.kid_subsets)
+      logging.info("FID of %d %s vs %d test images (%s resize): %.3f "
+                   "(%.1f s)", fake.num_images, what, real.num_images,
+                   self.extractor.resize_mode, out[fid], time.time() - start)
     return out
 
 

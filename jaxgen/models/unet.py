@@ -110,11 +110,19 @@ def append_label(module, x, label, dtype):
   return x
 
 
-def check_label_injection(kind: str):
-  """Raises a ValueError unless `kind` is one of LABEL_INJECTIONS."""
+def check_label_injection(kind: str, num_classes: Optional[int] = None):
+  """Raises a ValueError unless `kind` is one of LABEL_INJECTIONS.
+
+  Args:
+    kind: `model.label_injection`.
+    num_classes: the data's classes, if known: "projection" needs some.
+  """
   if kind not in LABEL_INJECTIONS:
     raise ValueError(f"Unknown model.label_injection {kind!r}; valid: "
                      f"{', '.join(LABEL_INJECTIONS)}.")
+  if kind == "projection" and num_classes == 0:
+    raise ValueError("model.label_injection='projection' needs labels "
+                     "(data.num_classes > 0); use 'concat' otherwise.")
 
 
 def label_film(module, x, label, name):

@@ -98,11 +98,8 @@ class CGANTask(base.Task):
     self.perceptual = perceptual.from_config(
         config.gan, config.data.crop_size, perceptual_params)
     m = config.model
-    unet.check_label_injection(m.get("label_injection", "concat"))
-    if (m.get("label_injection", "concat") == "projection"
-        and not self.num_classes):
-      raise ValueError("model.label_injection='projection' needs labels "
-                       "(data.num_classes > 0); use 'concat' otherwise.")
+    unet.check_label_injection(m.get("label_injection", "concat"),
+                               self.num_classes)
     patchgan.check_scales(config.data.crop_size, m.n_layers,
                           config.gan.get("d_scales", 1))
     label_following.check(config.gan, self.num_classes)

@@ -43,8 +43,8 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
+from jaxgen import losses
 from jaxgen import optim
 from jaxgen.models import classifier as classifier_model
 from jaxgen.tasks import base
@@ -133,10 +133,8 @@ def _loss(ts: base.TrainState, params, images, labels, rng):
   """Mean cross-entropy in train mode; (loss, (accuracy, batch_stats))."""
   logits, upd = ts.apply_fn(ts.variables(params), images, train=True,
                             rngs={"dropout": rng}, mutable=["batch_stats"])
-  loss = jnp.mean(
-      optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-  acc = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-  return loss, (acc, upd["batch_stats"])
+  ce, correct = losses.classification(logits, labels)
+  return jnp.mean(ce), (jnp.mean(correct), upd["batch_stats"])
 
 
 def classifier_update(ts: base.TrainState, photos, labels, rng, apply: bool
