@@ -37,7 +37,6 @@ For each case (each in its own process, so that peak memory is its own):
 Prints a table at the end and one "BENCH {json}" line per case as it goes.
 """
 
-import argparse
 import glob
 import json
 import os
@@ -46,11 +45,14 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+from jaxgen import cli  # pylint: disable=g-import-not-at-top
 
 # Dense bf16 peak TFLOP/s by device kind, for the MFU column (vendor figures,
 # no sparsity). Other devices need --peak_tflops.
@@ -276,20 +278,58 @@ def run_case(spec, steps=10, warmup=2, batch_size=0, dtype="",
   return row
 
 
-def _child(spec, args):
+def _child(spec, batch_size, steps, warmup, dtype, with_torch, peak_tflops):
   """Runs one case in a fresh process; returns its row (or an error row)."""
   cmd = [sys.executable, os.path.abspath(__file__), "--inline",
-         "--cases", spec, "--steps", str(args.steps),
-         "--warmup", str(args.warmup), "--batch", str(args.batch_one),
-         "--dtype", args.dtype, "--peak_tflops", str(args.peak_tflops)]
-  if args.no_torch:
+         f"--cases={spec}", f"--steps={steps}", f"--warmup={warmup}",
+         f"--batch={batch_size}", f"--dtype={dtype}",
+         f"--peak_tflops={peak_tflops}"]
+  if not with_torch:
     cmd.append("--no_torch")
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   for line in reversed(proc.stdout.splitlines()):
     if line.startswith("BENCH "):
       return json.loads(line[len("BENCH "):])
   tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-  return {"case": spec, "batch": args.batch_one, "error": tail}
+  return {"case": spec, "batch": batch_size, "error": tail}
+
+
+def run_cases(specs, batch_sizes=(0,), steps=10, warmup=2, dtype="",
+              with_torch=True, peak_tflops=0.0, inline=False, json_path=""):
+  """Benchmarks every case at every batch size, printing a line for each.
+
+  Args:
+    specs: "file.py:variant" specs (see `load_case`).
+    batch_sizes: batch sizes to run each case at (0: the config's own).
+    steps: timed steps (the median is reported).
+    warmup: untimed steps after compilation.
+    dtype: "" or a `model.dtype` value.
+    with_torch: also time the PyTorch reference when one exists.
+    peak_tflops: device peak for the MFU column (0: from PEAK_TFLOPS).
+    inline: run the cases in this process rather than each in its own.
+    json_path: if set, also append the rows to this file as JSON lines.
+
+  Returns:
+    The rows (see `run_case`); a failed case is a row with an "error".
+  """
+  rows = []
+  for spec in specs:
+    for b in batch_sizes:
+      if inline:
+        try:
+          row = run_case(spec, steps, warmup, b, dtype, with_torch,
+                         peak_tflops)
+        except Exception as e:  # pylint: disable=broad-except
+          row = {"case": spec, "batch": b,
+                 "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+      else:
+        row = _child(spec, b, steps, warmup, dtype, with_torch, peak_tflops)
+      rows.append(row)
+      print("BENCH " + json.dumps(row, sort_keys=True), flush=True)
+      if json_path:
+        with open(json_path, "a") as f:
+          f.write(json.dumps(row, sort_keys=True) + "\n")
+  return rows
 
 
 def format_table(rows):
@@ -312,50 +352,58 @@ def format_table(rows):
   return "\n".join(lines)
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(
-      description=__doc__.split("\n\n", maxsplit=1)[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--cases", default="",
-                 help="';'-separated file.py:variant specs (variants contain "
-                      "commas); default: every config, see above")
-  p.add_argument("--batch", default="0",
-                 help="comma-separated batch sizes (0: each config's own)")
-  p.add_argument("--steps", type=int, default=10)
-  p.add_argument("--warmup", type=int, default=2)
-  p.add_argument("--dtype", default="",
-                 help="model.dtype for configs that have one "
-                      "(float32, bfloat16; default: the config's)")
-  p.add_argument("--peak_tflops", type=float, default=0.0)
-  p.add_argument("--no_torch", action="store_true")
-  p.add_argument("--inline", action="store_true",
-                 help="run every case in this process")
-  p.add_argument("--json", default="", help="also append rows to this file")
-  args = p.parse_args(argv)
-  if args.steps < 1:
-    p.error("--steps must be >= 1")
-  specs = [s for s in args.cases.split(";") if s] or discover_cases()
-  rows = []
-  for spec in specs:
-    for b in (int(x) for x in args.batch.split(",")):
-      args.batch_one = b
-      if args.inline:
-        try:
-          row = run_case(spec, args.steps, args.warmup, b, args.dtype,
-                         not args.no_torch, args.peak_tflops)
-        except Exception as e:  # pylint: disable=broad-except
-          row = {"case": spec, "batch": b,
-                 "error": f"{type(e).__name__}: {e}".splitlines()[0]}
-      else:
-        row = _child(spec, args)
-      rows.append(row)
-      print("BENCH " + json.dumps(row, sort_keys=True), flush=True)
-      if args.json:
-        with open(args.json, "a") as f:
-          f.write(json.dumps(row, sort_keys=True) + "\n")
+def _define(fv, argv):
+  """The flags (see the module docstring)."""
+  del argv
+  flags.DEFINE_string("cases", "", "';'-separated file.py:variant specs "
+                      "(variants contain commas); default: every config.",
+                      flag_values=fv)
+  flags.DEFINE_list("batch", ["0"], "Comma-separated batch sizes (0: each "
+                    "config's own).", flag_values=fv)
+  flags.DEFINE_integer("steps", 10, "Timed steps.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.",
+                       flag_values=fv)
+  flags.DEFINE_string("dtype", "", "model.dtype for configs that have one "
+                      "(float32, bfloat16; default: the config's).",
+                      flag_values=fv)
+  flags.DEFINE_float("peak_tflops", 0.0, "Device peak TFLOP/s for the MFU "
+                     "(0: from the device kind, when known).", flag_values=fv)
+  flags.DEFINE_bool("no_torch", False, "Skip the PyTorch reference.",
+                    flag_values=fv)
+  flags.DEFINE_bool("inline", False, "Run every case in this process.",
+                    flag_values=fv)
+  flags.DEFINE_string("json", "", "Also append rows to this file.",
+                      flag_values=fv)
+  flags.register_validator(
+      "batch", lambda sizes: all(s.strip().isdigit() for s in sizes),
+      "--batch must be comma-separated integers >= 0", flag_values=fv)
+
+
+def _bench(fv):
+  """Runs the cases of the flags and prints the table."""
+  specs = [s for s in fv.cases.split(";") if s] or discover_cases()
+  rows = run_cases(specs, [int(b) for b in fv.batch], fv.steps, fv.warmup,
+                   fv.dtype, not fv.no_torch, fv.peak_tflops, fv.inline,
+                   fv.json)
   print()
   print(format_table(rows))
-  return 1 if any("error" in r for r in rows) else 0
+  failed = sum("error" in r for r in rows)
+  if failed:
+    raise cli.UserError(f"{failed} of {len(rows)} case(s) failed (their "
+                        "ERROR rows above say why).")
+
+
+def main(argv=None) -> int:
+  """The command line (see the module docstring).
+
+  Args:
+    argv: arguments without the program name (default: sys.argv[1:]).
+
+  Returns:
+    The exit status: 1 when a case failed.
+  """
+  return cli.run(_bench, _define, argv, __doc__)
 
 
 if __name__ == "__main__":

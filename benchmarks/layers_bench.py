@@ -18,16 +18,18 @@ ms and ratio = torch_ms / jax_ms (> 1 means jaxgen is faster). With
 --flag_sweep it reruns itself under several XLA_FLAGS settings instead.
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from jaxgen import cli  # pylint: disable=g-import-not-at-top
 
 # (kind, batch, H(=W), Cin, Cout). 4x4 kinds (up, down) batch 8; the pix2pix
 # rows are the decoder/encoder layers of the 256 px U-Net (ngf=64).
@@ -140,22 +142,28 @@ def bench_case(kind, n, h, cin, cout, impls, reps, slow_ms):
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def run_cases(args):
+def run_cases(kinds, impls, reps=5, slow_ms=3000.0):
+  """Times every case of `kinds`; prints a table row and a JSON line each.
+
+  Args:
+    kinds: case kinds to run: up, down (4x4), up3, down3 (3x3).
+    impls: UpConv/DownConv implementations to time beside PyTorch.
+    reps: timed repetitions (the median is reported).
+    slow_ms: stop repeating an implementation once a run exceeds this.
+  """
   import jax
   import torch
   threads = len(os.sched_getaffinity(0))
   torch.set_num_threads(threads)
-  kinds = args.cases.split(",")
-  impls = args.impls.split(",")
   print(f"jax {jax.__version__} ({jax.default_backend()}), torch "
         f"{torch.__version__}, {threads} threads, XLA_FLAGS="
-        f"{os.environ.get('XLA_FLAGS', '')!r}, {args.reps} reps")
+        f"{os.environ.get('XLA_FLAGS', '')!r}, {reps} reps")
   print(f"{'case':34s} {'impl':15s} {'jax ms':>9s} {'torch ms':>9s} "
         f"{'ratio':>6s}")
   for kind, n, h, cin, cout in CASES:
     if kind not in kinds:
       continue
-    med = bench_case(kind, n, h, cin, cout, impls, args.reps, args.slow_ms)
+    med = bench_case(kind, n, h, cin, cout, impls, reps, slow_ms)
     ho = _out_size(kind, h)
     label = f"{kind} b{n} {cin}->{cout} {h}->{ho}"
     for impl, ms in med.items():
@@ -172,22 +180,30 @@ def run_cases(args):
           "xla_flags": os.environ.get("XLA_FLAGS", "")}), flush=True)
 
 
-def flag_sweep(args):
-  """Reruns this script per XLA_FLAGS set, rounds interleaved."""
+def flag_sweep(kinds, impls, reps=5, slow_ms=3000.0, rounds=2):
+  """Reruns this script per XLA_FLAGS set, rounds interleaved.
+
+  Args:
+    kinds: case kinds to run (see `run_cases`).
+    impls: implementations to time.
+    reps: timed repetitions per run.
+    slow_ms: stop repeating an implementation once a run exceeds this.
+    rounds: rounds over the flag sets.
+  """
   results = {}
-  for _ in range(args.rounds):
-    for flags in FLAG_SETS:
-      env = dict(os.environ, XLA_FLAGS=flags)
-      cmd = [sys.executable, __file__, "--cases", args.cases, "--impls",
-             args.impls, "--reps", str(args.reps), "--slow_ms",
-             str(args.slow_ms)]
+  for _ in range(rounds):
+    for xla_flags in FLAG_SETS:
+      env = dict(os.environ, XLA_FLAGS=xla_flags)
+      cmd = [sys.executable, __file__, f"--cases={','.join(kinds)}",
+             f"--impls={','.join(impls)}", f"--reps={reps}",
+             f"--slow_ms={slow_ms}"]
       out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                            check=True).stdout
       for line in out.splitlines():
         if line.startswith("JSON "):
           r = json.loads(line[5:])
           key = (r["kind"], r["size"], r["cin"], r["cout"], r["impl"])
-          results.setdefault(key, {}).setdefault(flags, []).append(
+          results.setdefault(key, {}).setdefault(xla_flags, []).append(
               r["jax_ms"])
   print(f"{'case/impl':40s} " + " ".join(
       f"{f or 'default':>14.14s}" for f in FLAG_SETS))
@@ -198,25 +214,34 @@ def flag_sweep(args):
         zip(FLAG_SETS, row))}))
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--cases", default="up,down,up3,down3",
-                 help="kinds to run: up, down (4x4), up3, down3 (3x3)")
-  p.add_argument(
-      "--impls",
-      default="transpose,subpixel,matmul,conv,space_to_depth")
-  p.add_argument("--reps", type=int, default=5)
-  p.add_argument("--slow_ms", type=float, default=3000.0,
-                 help="stop repeating an impl once a run exceeds this")
-  p.add_argument("--flag_sweep", action="store_true")
-  p.add_argument("--rounds", type=int, default=2,
-                 help="rounds over the flag sets with --flag_sweep")
-  args = p.parse_args()
-  if args.flag_sweep:
-    flag_sweep(args)
+def _define(fv, argv):
+  """The flags (see the module docstring)."""
+  del argv
+  flags.DEFINE_list("cases", ["up", "down", "up3", "down3"], "Kinds to run: "
+                    "up, down (4x4), up3, down3 (3x3).", flag_values=fv)
+  flags.DEFINE_list("impls", ["transpose", "subpixel", "matmul", "conv",
+                              "space_to_depth"],
+                    "Implementations to time.", flag_values=fv)
+  flags.DEFINE_integer("reps", 5, "Timed repetitions.", flag_values=fv)
+  flags.DEFINE_float("slow_ms", 3000.0, "Stop repeating an impl once a run "
+                     "exceeds this.", flag_values=fv)
+  flags.DEFINE_bool("flag_sweep", False, "Rerun under several XLA_FLAGS "
+                    "settings.", flag_values=fv)
+  flags.DEFINE_integer("rounds", 2, "Rounds over the flag sets with "
+                       "--flag_sweep.", flag_values=fv)
+
+
+def _bench(fv):
+  if fv.flag_sweep:
+    flag_sweep(fv.cases, fv.impls, fv.reps, fv.slow_ms, fv.rounds)
   else:
-    run_cases(args)
+    run_cases(fv.cases, fv.impls, fv.reps, fv.slow_ms)
+
+
+def main(argv=None) -> int:
+  """The command line (module docstring); returns the exit status."""
+  return cli.run(_bench, _define, argv, __doc__)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -14,13 +14,13 @@ Usage:
       [--variants auto:auto,transpose:conv]  (UpConv impl:DownConv impl)
 """
 
-import argparse
 import json
 import os
 import sys
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
+from absl import flags
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -32,6 +32,7 @@ import optax
 import torch
 
 from jaxgen import backend
+from jaxgen import cli
 from jaxgen.models import layers
 
 
@@ -149,24 +150,25 @@ def make_jax_step(model, x, y):
   return state, backend.jit(step, donate_argnums=0)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--size", type=int, default=128)
-  p.add_argument("--batch", type=int, default=8)
-  p.add_argument("--steps", type=int, default=5)
-  p.add_argument("--variants", default="auto:auto,transpose:conv",
-                 help="comma-separated UpConv_impl:DownConv_impl pairs")
-  args = p.parse_args()
+def benchmark(size: int = 128, batch: int = 8, steps: int = 5,
+              variants: Sequence[str] = ("auto:auto", "transpose:conv")):
+  """Times the U-Net train step of each variant and PyTorch's; prints them.
+
+  Args:
+    size: image side, 128 or 256.
+    batch: batch size.
+    steps: timed steps (the median is reported).
+    variants: "UpConv_impl:DownConv_impl" pairs.
+  """
   threads = len(os.sched_getaffinity(0))
   torch.set_num_threads(threads)
-  nd = _levels(args.size)
+  nd = _levels(size)
   rng = np.random.default_rng(0)
-  x = rng.uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(
-      np.float32)
+  x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
   y = rng.uniform(-1, 1, x.shape).astype(np.float32)
 
   runners = {}
-  for variant in args.variants.split(","):
+  for variant in variants:
     up, down = variant.split(":")
     model = UNet(nd, up_impl=up, down_impl=down)
     state, step = make_jax_step(model, jnp.asarray(x), jnp.asarray(y))
@@ -195,13 +197,13 @@ def main():
 
   runners["torch"] = torch_run
   n_jax = sum(v.numel() for v in net.parameters())
-  print(f"U-Net {args.size}px ({nd} levels, {n_jax / 1e6:.1f}M params), "
-        f"batch {args.batch}, {threads} threads, jax {jax.__version__}, "
+  print(f"U-Net {size}px ({nd} levels, {n_jax / 1e6:.1f}M params), "
+        f"batch {batch}, {threads} threads, jax {jax.__version__}, "
         f"torch {torch.__version__}")
   for run in runners.values():
     run()  # Compile / warm up.
   times = {k: [] for k in runners}
-  for _ in range(args.steps):
+  for _ in range(steps):
     for name, run in runners.items():
       start = time.perf_counter()
       run()
@@ -210,11 +212,35 @@ def main():
   for name, ms in med.items():
     ratio = med["torch"] / ms
     print(f"{name:40s} {ms:9.1f} ms/step  torch/jax = {ratio:5.2f}")
-    print("JSON " + json.dumps({"size": args.size, "batch": args.batch,
+    print("JSON " + json.dumps({"size": size, "batch": batch,
                                 "variant": name, "ms": round(ms, 1),
                                 "torch_ms": round(med["torch"], 1),
                                 "ratio": round(ratio, 3)}), flush=True)
 
 
+def _define(fv, argv):
+  """The flags (see the module docstring)."""
+  del argv
+  flags.DEFINE_integer("size", 128, "Image side: 128 or 256.", flag_values=fv)
+  flags.DEFINE_integer("batch", 8, "Batch size.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("steps", 5, "Timed steps.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_list("variants", ["auto:auto", "transpose:conv"],
+                    "Comma-separated UpConv_impl:DownConv_impl pairs.",
+                    flag_values=fv)
+  flags.register_validator("size", lambda size: size in (128, 256),
+                           "--size must be 128 or 256", flag_values=fv)
+  flags.register_validator(
+      "variants", lambda pairs: all(p.count(":") == 1 for p in pairs),
+      "--variants must be UpConv_impl:DownConv_impl pairs", flag_values=fv)
+
+
+def main(argv=None) -> int:
+  """The command line (module docstring); returns the exit status."""
+  return cli.run(lambda fv: benchmark(fv.size, fv.batch, fv.steps,
+                                      fv.variants), _define, argv, __doc__)
+
+
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -25,6 +25,13 @@ into one or two lines on stderr and exit status 1, without a traceback:
 
 Anything else is a bug and keeps its traceback, as does any error with
 `--verbose`. Bad flags exit with status 2.
+
+A CLI takes no positional arguments unless it names them: with
+`positional=("src", "dst")`, `run` wants exactly two (before, between or
+after the flags, as `python -m jaxgen.data.sketchify SRC DST --size=64`)
+and calls `main(fv, src=..., dst=...)`; another number of them is a usage
+error (status 2) that names the expected SRC DST. A `--` ends the flags, for
+a path that starts with a dash.
 """
 
 import os
@@ -85,9 +92,17 @@ def error_lines(error: BaseException) -> List[str]:
           "(--verbose shows where it was raised.)"]
 
 
-def define_run_flags(fv: flags.FlagValues, workdir_help: str):
-  """--workdir, --which and --step: a trained run (see jaxgen.run.load)."""
-  flags.DEFINE_string("workdir", None, workdir_help, flag_values=fv)
+def define_run_flags(fv: flags.FlagValues, workdir_help: str,
+                     workdir_flag: str = "workdir"):
+  """--workdir, --which and --step: a trained run (see jaxgen.run.load).
+
+  Args:
+    fv: the flags to define them on.
+    workdir_help: the help of the workdir flag.
+    workdir_flag: the name of the workdir flag, for a CLI that reads more
+      than one run (--which and --step then choose this one's checkpoint).
+  """
+  flags.DEFINE_string(workdir_flag, None, workdir_help, flag_values=fv)
   flags.DEFINE_enum("which", None, list(run_lib.WHICH),
                     "Checkpoint: best or latest (default: best when the run "
                     "keeps one).", flag_values=fv)
@@ -121,6 +136,16 @@ def _usage_error(message: str) -> int:
   return EXIT_USAGE
 
 
+def _positional_mismatch(positional: Sequence[str], args: List[str]) -> str:
+  """The usage error of `args` where `positional` are expected."""
+  if not positional:
+    return f"unexpected arguments: {' '.join(args)}"
+  expected = " ".join(name.upper() for name in positional)
+  got = f": {' '.join(args)}" if args else ""
+  return (f"expected {len(positional)} positional argument(s) {expected}, "
+          f"got {len(args)}{got}")
+
+
 def _init_logging():
   """absl logging as absl.app sets it up, at INFO (progress lines)."""
   if not flags.FLAGS.is_parsed():
@@ -129,15 +154,16 @@ def _init_logging():
   logging.set_verbosity(logging.INFO)
 
 
-def run(main: Callable[[flags.FlagValues], None],
+def run(main: Callable[..., None],
         define: Callable[[flags.FlagValues, List[str]], None],
         argv: Optional[Sequence[str]] = None, doc: str = "",
         explain: Optional[Callable[[Exception, List[str]], Optional[str]]]
-        = None) -> int:
+        = None, positional: Sequence[str] = ()) -> int:
   """Parses flags, calls `main` and reports errors; returns the exit status.
 
   Args:
-    main: called with the parsed flags.
+    main: called with the parsed flags, and with the positional arguments
+      as keyword arguments named by `positional`.
     define: defines the CLI's flags on the `FlagValues` it is given (and
       gets the full argv, for flags that read it, such as config files).
     argv: arguments without the program name (default: sys.argv[1:]).
@@ -145,6 +171,9 @@ def run(main: Callable[[flags.FlagValues], None],
     explain: optional (parse error, argv) -> message for errors raised while
       parsing that are not absl flag errors (e.g. an unknown config field);
       None leaves the error to the rules of `is_user_error`.
+    positional: the names of the positional arguments the CLI takes, in
+      order (valid Python identifiers; shown upper-case in errors). Each is
+      required; none are taken by default.
 
   Returns:
     0, EXIT_USER_ERROR or EXIT_USAGE. Errors that are not the user's are
@@ -173,11 +202,12 @@ def run(main: Callable[[flags.FlagValues], None],
   if fv.help:
     print(doc + "\n" + fv.get_help())
     return 0
-  if len(rest) > 1:
-    return _usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
+  args = rest[1:]
+  if len(args) != len(positional):
+    return _usage_error(_positional_mismatch(positional, args))
   _init_logging()
   try:
-    main(fv)
+    main(fv, **dict(zip(positional, args)))
   except UsageError as e:
     return _usage_error(str(e))
   except Exception as e:  # pylint: disable=broad-except

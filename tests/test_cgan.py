@@ -338,7 +338,7 @@ def test_encoder_variant_with_two_generator_steps_per_d_step(tmp_path):
   assert "code" in result.state.g.params
 
 
-def test_classifier_on_real_vs_generated(labels_run, tmp_path):
+def test_classifier_on_real_vs_generated(labels_run, tmp_path, capsys):
   config = configlib.load_config_file(
       os.path.join(ROOT, "configs", "classifier.py:tiny"))
   # Enough steps at a larger constant lr for the tiny CNN to learn the hair
@@ -378,14 +378,26 @@ def test_classifier_on_real_vs_generated(labels_run, tmp_path):
           "acc_requested": np.mean([
               accuracy(generated(np.full_like(labels, c)), c)
               for c in (0, 1)])}
-  out = classifier.main(["--classifier_workdir", clf.workdir,
-                         "--cgan_workdir", labels_run.workdir,
-                         "--batch_size", "8"])
+  capsys.readouterr()  # Only the command's JSON below.
+  # --which latest: the final state compared above.
+  assert classifier.main(["--classifier_workdir", clf.workdir,
+                          "--cgan_workdir", labels_run.workdir,
+                          "--batch_size", "8", "--which", "latest"]) == 0
+  out = json.loads(capsys.readouterr().out)
   assert out["n"] == 8
   for key, value in want.items():
     assert out[key] == pytest.approx(value), key
+  plain = _unlabelled(tmp_path)
   with pytest.raises(ValueError, match="not label-conditioned"):
-    classifier.evaluate_generated(clf.workdir, _unlabelled(tmp_path))
+    classifier.evaluate_generated(clf.workdir, plain)
+  # Through the command line: one "Error:" line and exit 1; bad flags: 2.
+  assert classifier.main(["--classifier_workdir", clf.workdir,
+                          "--cgan_workdir", plain]) == 1
+  err = capsys.readouterr().err
+  assert "Error: " in err and "not label-conditioned" in err
+  assert "Traceback" not in err
+  assert classifier.main(["--classifier_workdir", clf.workdir]) == 2
+  assert "cgan_workdir" in capsys.readouterr().err
 
 
 def _unlabelled(tmp_path):

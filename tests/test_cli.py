@@ -7,6 +7,7 @@ subprocess to check what a user sees on stderr.
 
 import os
 
+from absl import flags
 import jax
 import numpy as np
 from PIL import Image
@@ -171,3 +172,32 @@ def test_missing_checkpoint_and_bad_flags(module, tmp_path, capsys):
   assert "bogus" in _err(capsys)
   assert module.main(["--help"]) == 0
   assert "--workdir" in capsys.readouterr().out
+
+
+def test_positional_arguments(capsys):
+  def define(fv, argv):
+    del argv
+    flags.DEFINE_integer("size", 0, "A flag.", flag_values=fv)
+
+  got = []
+
+  def run(argv):
+    return cli.run(lambda fv, src, dst: got.append((src, dst, fv.size)),
+                   define, argv, "Doc.", positional=("src", "dst"))
+
+  # Before, between and after the flags; `--` ends the flags.
+  assert run(["a", "--size", "3", "b"]) == 0
+  assert run(["--size=4", "a", "b"]) == 0
+  assert run(["a", "--", "-b"]) == 0
+  assert got == [("a", "b", 3), ("a", "b", 4), ("a", "-b", 0)]
+  assert run(["a"]) == 2
+  err = _err(capsys)
+  assert "expected 2 positional argument(s) SRC DST, got 1: a" in err
+  assert run(["a", "b", "c"]) == 2
+  assert "SRC DST, got 3" in _err(capsys)
+  assert run(["--help"]) == 0
+  assert "Doc." in capsys.readouterr().out
+  # Without `positional`, a CLI takes none.
+  assert cli.run(lambda fv: None, define, ["a"], "Doc.") == 2
+  assert "unexpected arguments: a" in _err(capsys)
+  assert len(got) == 3

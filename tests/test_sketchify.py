@@ -136,3 +136,9 @@ def test_cli_errors(tmp_path, capsys):
   (bad / 'x.png').write_bytes(b'broken')
   assert sketchify.main([str(bad), str(tmp_path / 'out')]) == 1
   assert 'could be read' in capsys.readouterr().err
+  # Usage errors: exit 2, naming what is expected.
+  assert sketchify.main([str(bad)]) == 2
+  assert 'SRC DST' in capsys.readouterr().err
+  for flag in ('--val_fraction=1', '--method=ink', '--size=4'):
+    assert sketchify.main([str(bad), str(tmp_path / 'out'), flag]) == 2
+    assert flag.split('=')[0][2:] in capsys.readouterr().err

@@ -24,12 +24,12 @@ validation fraction), the layout that ``jaxgen.data.paired.PairedFolder``
 reads.
 """
 
-import argparse
 import logging
 import os
 import sys
 from typing import Any, Callable
 
+from absl import flags
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -362,37 +362,54 @@ def convert_folder(src: str, dst: str, *, method: str = 'xdog',
   return written, skipped
 
 
-def main(argv: list[str] | None = None) -> int:
-  """Command-line entry point; returns the process exit status."""
-  parser = argparse.ArgumentParser(
-      prog='python -m jaxgen.data.sketchify',
-      description='Turn a folder of face photos into a paired '
-      'sketch/photo dataset DST/{photos,sketches}/NAME.png.')
-  parser.add_argument('src', help='folder of photos (png/jpg, recursive)')
-  parser.add_argument('dst', help='output dataset root')
-  parser.add_argument('--method', default='xdog', choices=METHODS)
-  parser.add_argument('--size', type=int, default=None,
-                      help='square output side (centre crop + resize)')
-  parser.add_argument('--val_fraction', type=float, default=0.0,
-                      help='if > 0, write DST/{train,val}/... splits')
-  parser.add_argument('--seed', type=int, default=0,
-                      help='seed of the train/val assignment')
-  args = parser.parse_args(argv)
-  if not 0.0 <= args.val_fraction < 1.0:
-    parser.error('--val_fraction must be in [0, 1)')
-  if args.size is not None and args.size < 8:
-    parser.error('--size must be at least 8')
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s: %(message)s')
+def _cli():
+  """jaxgen.cli, imported here rather than at the top.
+
+  jaxgen.cli loads the models and tasks, which import this module; at the
+  top it would make this light data module heavy and the import circular.
+  """
+  from jaxgen import cli  # pylint: disable=g-import-not-at-top
+  return cli
+
+
+def _define(fv: flags.FlagValues, argv: list[str]) -> None:
+  del argv
+  flags.DEFINE_enum('method', 'xdog', list(METHODS), 'Sketch operator.',
+                    flag_values=fv)
+  flags.DEFINE_integer('size', None, 'Square output side (centre crop + '
+                       'resize; default: the photos\' own size).',
+                       lower_bound=8, flag_values=fv)
+  flags.DEFINE_float('val_fraction', 0.0, 'If > 0, write DST/{train,val}/... '
+                     'splits.', flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'Seed of the train/val assignment.',
+                       flag_values=fv)
+  flags.register_validator('val_fraction', lambda v: 0.0 <= v < 1.0,
+                           '--val_fraction must be in [0, 1)',
+                           flag_values=fv)
+
+
+def _convert(fv: flags.FlagValues, src: str, dst: str) -> None:
   try:
     written, skipped = convert_folder(
-        args.src, args.dst, method=args.method, size=args.size,
-        val_fraction=args.val_fraction, seed=args.seed)
-  except (FileNotFoundError, RuntimeError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {written} pairs to {args.dst} ({skipped} unreadable '
+        src, dst, method=fv.method, size=fv.size,
+        val_fraction=fv.val_fraction, seed=fv.seed)
+  except RuntimeError as e:  # No file could be read: the user's data.
+    raise _cli().UserError(str(e)) from e
+  print(f'wrote {written} pairs to {dst} ({skipped} unreadable '
         'file(s) skipped)')
-  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Command line of convert_folder: SRC DST [flags] (module docstring).
+
+  Args:
+    argv: arguments without the program name (default: sys.argv[1:]).
+
+  Returns:
+    The process exit status.
+  """
+  return _cli().run(_convert, _define, argv, __doc__,
+                    positional=('src', 'dst'))
 
 
 if __name__ == '__main__':

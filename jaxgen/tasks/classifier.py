@@ -9,24 +9,30 @@ label-conditioned cGAN and reports the classifier's accuracy on the real
 test photos and on the photos the generator makes from the test sketches:
 
   python -m jaxgen.tasks.classifier --classifier_workdir=runs/cls \
-      --cgan_workdir=runs/cgan_labels [--max_batches=N]
+      --cgan_workdir=runs/cgan_labels [--max_batches=N] \
+      [--which=best|latest] [--step=N]
+
+prints the result as JSON; --which and --step choose the cGAN's checkpoint
+(default: its best when the run keeps one, as jaxgen.run.load).
 
 `acc_generated` asks for each sketch's true label; `acc_requested` asks for
 every class in turn (label swapping), which separates real conditioning from
 a generator that merely reads the class off the sketch.
 """
 
-import argparse
 import json
-from typing import Dict, Optional
+import sys
+from typing import Dict, List, Optional
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
+from jaxgen import cli
+from jaxgen import losses
 from jaxgen import optim
 from jaxgen import run
 from jaxgen.data import pipeline
@@ -75,22 +81,19 @@ class ClassifierTask(base.Task):
       logits, upd = self.model.apply(
           state.variables(params), x, train=True,
           rngs={"dropout": base.rbg_key(rng)}, mutable=["batch_stats"])
-      loss = jnp.mean(
-          optax.softmax_cross_entropy_with_integer_labels(logits, y))
-      return loss, (logits, upd["batch_stats"])
+      ce, correct = losses.classification(logits, y)
+      return jnp.mean(ce), (jnp.mean(correct), upd["batch_stats"])
 
-    (loss, (logits, stats)), grads = jax.value_and_grad(
+    (loss, (acc, stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads).replace(batch_stats=stats)
-    acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
     return state, {"loss": loss, "accuracy": acc}
 
   def eval_step(self, state, batch, rng):
     del rng
     x, y = batch[self.config.model.input], batch["label"]
-    logits = self.predict(state, x)
-    return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, y),
-            "accuracy": (jnp.argmax(logits, -1) == y).astype(jnp.float32)}
+    ce, correct = losses.classification(self.predict(state, x), y)
+    return {"loss": ce, "accuracy": correct}
 
   def samples(self, state, batch, rng):
     del state, rng
@@ -165,20 +168,31 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
   return out
 
 
-def main(argv=None):
-  """Command line for evaluate_generated; prints the result as JSON."""
-  parser = argparse.ArgumentParser(description=evaluate_generated.__doc__
-                                   .splitlines()[0])
-  parser.add_argument("--classifier_workdir", required=True)
-  parser.add_argument("--cgan_workdir", required=True)
-  parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--max_batches", type=int, default=-1)
-  args = parser.parse_args(argv)
-  result = evaluate_generated(args.classifier_workdir, args.cgan_workdir,
-                              args.batch_size, args.max_batches)
+def _define(fv: flags.FlagValues, argv: List[str]):
+  del argv
+  flags.DEFINE_string("classifier_workdir", None,
+                      "Workdir of the trained classifier run.", flag_values=fv)
+  cli.define_run_flags(fv, "Workdir of the label-conditioned cGAN run.",
+                       workdir_flag="cgan_workdir")
+  flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("max_batches", -1, "Stop after this many batches "
+                       "(-1: the whole test split).", flag_values=fv)
+  flags.mark_flags_as_required(["classifier_workdir", "cgan_workdir"],
+                               flag_values=fv)
+
+
+def _evaluate(fv: flags.FlagValues):
+  result = evaluate_generated(fv.classifier_workdir, fv.cgan_workdir,
+                              fv.batch_size, fv.max_batches, which=fv.which,
+                              step=fv.step)
   print(json.dumps(result, indent=2))
-  return result
+
+
+def main(argv=None) -> int:
+  """evaluate_generated's command line; returns the exit status."""
+  return cli.run(_evaluate, _define, argv, __doc__)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
