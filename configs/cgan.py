@@ -111,8 +111,9 @@ def get_config(arg=None):
       perceptual_weight=0.0, perceptual_layers=perceptual.DEFAULT_LAYERS,
       # Labels variant (jaxgen/tasks/label_following.py): the probability
       # that an example asks G for another class, and the weight of an
-      # image-only classifier's loss on G's outputs; 0 = off.
-      label_swap=0.0, aux_classifier=0.0)
+      # image-only classifier's loss on G's outputs; 0 = off; the workdir of
+      # a classifier run that classifier starts from ("" = random init).
+      label_swap=0.0, aux_classifier=0.0, aux_classifier_init="")
   # "linear": constant, then linear decay to 0 from decay_start (pix2pix);
   # "plateau": reduce on plateau of the training L1 (see jaxgen/tasks/cgan).
   plateau = dict(plateau_factor=0.5, plateau_patience=5, plateau_cooldown=0,

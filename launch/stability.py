@@ -53,6 +53,9 @@ class Study(NamedTuple):
   recipes: Dict[str, Tuple[str, ...]]
   compare: Dict[str, object]        # compare_lib.compare keyword arguments.
   classifier: Tuple[str, ...] = ()  # Config + overrides of a classifier run.
+  # Runs that recipes build on (name -> config + overrides), trained after
+  # the classifier; "{out}" in a recipe's override is the study's folder.
+  pretrained: Dict[str, Tuple[str, ...]] = {}
 
 
 STUDIES = {
@@ -91,10 +94,20 @@ STUDIES = {
                 "--config.model.label_injection=projection",
                 "--config.gan.label_swap=0.5",
                 "--config.gan.aux_classifier=5.0", DIFFAUG),
+            # projection_swap with the auxiliary classifier starting from a
+            # trained one (another seed than the evaluation classifier).
+            "projection_swap_init": (
+                "--config.model.label_injection=projection",
+                "--config.gan.label_swap=0.5",
+                "--config.gan.aux_classifier=1.0",
+                "--config.gan.aux_classifier_init={out}/aux_classifier"),
         },
         compare=dict(num=2000),
         classifier=("configs/classifier.py:steps=3000",
-                    f"--config.data.root={CIFAR}")),
+                    f"--config.data.root={CIFAR}"),
+        pretrained={"aux_classifier": ("configs/classifier.py:steps=3000",
+                                       f"--config.data.root={CIFAR}",
+                                       "--config.seed=1")}),
     "pix2pix": Study(
         # Width 16 at 128 px: 1600 steps of 8 are ~71 epochs of the 180
         # training pairs, within the CPU budget of the README's Results.
@@ -116,7 +129,7 @@ STUDIES = {
 def commands(study: Study, out: str, seeds: Sequence[int],
              steps: int = 0, recipes: Sequence[str] = ()
              ) -> List[Tuple[str, List[str]]]:
-  """(workdir, argv) of every run of `study`, classifier first.
+  """(workdir, argv) of every run of `study`: classifier, pretrained, recipes.
 
   Args:
     study: the study.
@@ -134,9 +147,15 @@ def commands(study: Study, out: str, seeds: Sequence[int],
     workdir = os.path.join(out, "classifier")
     runs.append((workdir, _main(study.classifier[0], workdir,
                                 [*study.classifier[1:], *extra])))
-  for name, overrides in study.recipes.items():
-    if recipes and name not in recipes:
-      continue
+  chosen = {name: overrides for name, overrides in study.recipes.items()
+            if not recipes or name in recipes}
+  for name, spec in study.pretrained.items():
+    # Only the runs that a chosen recipe builds on.
+    if any("{out}/" + name in o for v in chosen.values() for o in v):
+      workdir = os.path.join(out, name)
+      runs.append((workdir, _main(spec[0], workdir, [*spec[1:], *extra])))
+  for name, overrides in chosen.items():
+    overrides = [o.replace("{out}", out) for o in overrides]
     for seed in seeds:
       workdir = os.path.join(out, f"{name}_s{seed}")
       runs.append((workdir, _main(
@@ -210,8 +229,9 @@ def run(fv: flags.FlagValues):
     print(f"{workdir}: {minutes:.1f} min")
   if fv.dry_run:
     return
+  helpers = {"classifier", *study.pretrained}
   recipes = [(w, os.path.basename(w).rsplit("_s", 1)[0])
-             for w, _ in runs if os.path.basename(w) != "classifier"]
+             for w, _ in runs if os.path.basename(w) not in helpers]
   result = compare_lib.compare(
       [w for w, _ in recipes], [g for _, g in recipes], fid=not fv.no_fid,
       classifier_workdir=(os.path.join(out, "classifier") if study.classifier

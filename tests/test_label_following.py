@@ -142,3 +142,25 @@ def test_all_swapped_run_has_no_l1_and_resumes_the_classifier(tmp_path):
   assert max(jax.tree_util.tree_leaves(moved)) > 0
   # Without the options the state has no classifier.
   assert cgan.CGANTask(_config()).init_state(jax.random.key(0)).aux is None
+
+
+@pytest.mark.xdist_group("tiny_classifier")
+def test_classifier_starts_from_a_trained_run(tiny_run):
+  """gan.aux_classifier_init: the auxiliary classifier's first variables are
+  the classifier run's; a run of other widths, or the path without a
+  weight, is one clear error."""
+  clf = tiny_run("classifier").result
+  config = _config(0.5, 1.0)
+  config.gan.aux_classifier_init = clf.workdir
+  aux = cgan.CGANTask(config).init_state(jax.random.key(0)).aux
+  for got, want in zip(jax.tree_util.tree_leaves(aux.variables()),
+                       jax.tree_util.tree_leaves(clf.state.variables())):
+    np.testing.assert_array_equal(got, want)
+  assert int(aux.step) == 0
+  config.model.d_width = 8
+  with pytest.raises(ValueError, match=r"model.width 4 \(needs 8\)"):
+    cgan.CGANTask(config)
+  config = _config(0.5, 0.0)
+  config.gan.aux_classifier_init = clf.workdir
+  with pytest.raises(ValueError, match="aux_classifier is 0"):
+    cgan.CGANTask(config)

@@ -371,15 +371,22 @@ def test_stability_study_commands():
   study = stability.STUDIES["label_cgan"]
   runs = stability.commands(study, "/out", [0, 1], steps=5)
   names = [os.path.basename(w) for w, _ in runs]
-  assert names == ["classifier", "concat_s0", "concat_s1", "projection_s0",
-                   "projection_s1", "projection_swap_s0", "projection_swap_s1",
-                   "projection_swap_aug_s0", "projection_swap_aug_s1"]
-  _, cmd = runs[3]
+  assert names == ["classifier", "aux_classifier", "concat_s0", "concat_s1",
+                   "projection_s0", "projection_s1", "projection_swap_s0",
+                   "projection_swap_s1", "projection_swap_aug_s0",
+                   "projection_swap_aug_s1", "projection_swap_init_s0",
+                   "projection_swap_init_s1"]
+  _, cmd = runs[4]
   assert "--config.model.label_injection=projection" in cmd
   assert not any("label_swap" in a for a in cmd)
-  assert "--config.gan.label_swap=0.5" in runs[5][1]
+  assert "--config.gan.label_swap=0.5" in runs[6][1]
   assert {"--config.gan.aux_classifier=5.0", stability.DIFFAUG} <= set(
-      runs[7][1])
+      runs[8][1])
+  # The auxiliary classifier: another seed, and the study's folder in the
+  # recipe that starts from it.
+  assert "--config.seed=1" in runs[1][1]
+  assert ("--config.gan.aux_classifier_init=/out/aux_classifier"
+          in runs[10][1])
   assert "--config.seed=0" in cmd and "--config.train.num_steps=5" in cmd
   assert cmd[1:3] == ["-m", "jaxgen.main"]
   assert all(any(a.startswith("--config.data.root=") for a in c)
