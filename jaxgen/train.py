@@ -266,6 +266,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     start = int(meta["step"])
     logging.info("Resumed from the checkpoint at step %d in %s.", start,
                  workdir)
+  else:
+    try:
+      state = task.load_pretrained(state)
+    except Exception:
+      ckpt.close()
+      raise
   history = reporting.History(os.path.join(workdir, "metrics.jsonl"))
   if is_main:
     history.trim(start)

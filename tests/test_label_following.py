@@ -145,22 +145,36 @@ def test_all_swapped_run_has_no_l1_and_resumes_the_classifier(tmp_path):
 
 
 @pytest.mark.xdist_group("tiny_classifier")
-def test_classifier_starts_from_a_trained_run(tiny_run):
-  """gan.aux_classifier_init: the auxiliary classifier's first variables are
-  the classifier run's; a run of other widths, or the path without a
-  weight, is one clear error."""
+def test_classifier_starts_from_a_trained_run(tiny_run, tmp_path):
+  """gan.aux_classifier_init: a fresh start puts the classifier run's
+  variables into the auxiliary classifier; a run of other widths, or the
+  path without a weight, is one clear error; the trained cGAN loads without
+  the classifier run (its checkpoint holds the classifier)."""
+  from jaxgen import run  # pylint: disable=g-import-not-at-top
   clf = tiny_run("classifier").result
   config = _config(0.5, 1.0)
-  config.gan.aux_classifier_init = clf.workdir
-  aux = cgan.CGANTask(config).init_state(jax.random.key(0)).aux
+  config.gan.aux_classifier_init = str(tmp_path / "classifier")
+  os.symlink(clf.workdir, config.gan.aux_classifier_init)
+  task = cgan.CGANTask(config)  # Builds without reading the run.
+  aux = task.load_pretrained(task.init_state(jax.random.key(0))).aux
   for got, want in zip(jax.tree_util.tree_leaves(aux.variables()),
                        jax.tree_util.tree_leaves(clf.state.variables())):
     np.testing.assert_array_equal(got, want)
   assert int(aux.step) == 0
-  config.model.d_width = 8
+  result = train.train_and_evaluate(config, str(tmp_path / "cgan"))
+  os.remove(config.gan.aux_classifier_init)
+  loaded = run.load(result.workdir)
+  assert int(loaded.state.step) == config.train.num_steps
+  # A fresh start does read it: without the run, training cannot start.
+  with pytest.raises(run.RunError, match="classifier"):
+    train.train_and_evaluate(config, str(tmp_path / "cgan_again"))
+  wrong = _config(0.5, 1.0)
+  wrong.gan.aux_classifier_init = clf.workdir
+  wrong.model.d_width = 8
+  task = cgan.CGANTask(wrong)
   with pytest.raises(ValueError, match=r"model.width 4 \(needs 8\)"):
-    cgan.CGANTask(config)
-  config = _config(0.5, 0.0)
-  config.gan.aux_classifier_init = clf.workdir
+    task.load_pretrained(task.init_state(jax.random.key(0)))
+  no_weight = _config(0.5, 0.0)
+  no_weight.gan.aux_classifier_init = clf.workdir
   with pytest.raises(ValueError, match="aux_classifier is 0"):
-    cgan.CGANTask(config)
+    cgan.CGANTask(no_weight)

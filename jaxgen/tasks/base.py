@@ -113,6 +113,21 @@ class Task(abc.ABC):
       The task's state pytree (with an integer `step`).
     """
 
+  def load_pretrained(self, state):
+    """`state` with the pretrained weights the config names put in.
+
+    The train loop calls this on a fresh start only (not on a resume, and
+    `jaxgen.run.load` never does): a stored run carries those weights in
+    its own checkpoint, so loading it needs nothing else.
+
+    Args:
+      state: a fresh `init_state` result (placed on the mesh).
+
+    Returns:
+      The state, unchanged by default.
+    """
+    return state
+
   @abc.abstractmethod
   def train_step(self, state, batch: Batch, rng: jax.Array
                  ) -> Tuple[Any, Metrics]:

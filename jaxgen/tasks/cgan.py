@@ -109,9 +109,6 @@ class CGANTask(base.Task):
     self.aux = (label_following.make_classifier(
         config, self.num_classes, base.resolve_dtype(m.get("dtype", "auto")))
                 if self.aux_weight else None)
-    self.aux_init = (label_following.pretrained_variables(
-        config, self.aux, self._inputs(self.example_batch())[1])
-                     if self.aux_weight else None)
     self.g_updates, self.d_updates = gan_base.updates_per_network(
         config.gan, config.train.num_steps)
     self._samples_jit = backend.jit(self._samples)
@@ -190,7 +187,18 @@ class CGANTask(base.Task):
         aux=None if self.aux is None else label_following.init_state(
             self.aux, aux_rng, photo,
             self.config.get("aux_optim") or self.config.d_optim,
-            self.d_updates, self.aux_init))
+            self.d_updates))
+
+  def load_pretrained(self, state):
+    """The auxiliary classifier from `gan.aux_classifier_init`'s run."""
+    if self.aux is None:
+      return state
+    variables = label_following.pretrained_variables(
+        self.config, self.aux, self._inputs(self.example_batch())[1])
+    if variables is None:
+      return state
+    return state.replace(
+        aux=label_following.with_variables(state.aux, variables))
 
   # Pieces.
 

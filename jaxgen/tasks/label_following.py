@@ -38,10 +38,11 @@ off by default:
                            ones: trained beside D on a batch of 8 it sees
                            too few photos to know the classes well
                            (~70% after 4000 steps on CIFAR cats/dogs), which
-                           bounds the class signal G gets. Read when the
-                           task is built, like the perceptual weights, so
-                           loading a run trained with it needs that
-                           classifier run too. Use another run than the
+                           bounds the class signal G gets. Read when
+                           training starts afresh (Task.load_pretrained),
+                           not on a resume: a trained cGAN keeps the
+                           classifier in its own checkpoint, so loading it
+                           needs no other run. Use another run than the
                            evaluation classifier (e.g. another seed), so
                            that G is not measured by the network it was
                            trained against.
@@ -182,8 +183,7 @@ def pretrained_variables(config: ml_collections.ConfigDict, module,
 
 
 def init_state(module, rng, photo, optim_cfg: ml_collections.ConfigDict,
-               d_updates: int, variables: Optional[dict] = None
-               ) -> base.TrainState:
+               d_updates: int) -> base.TrainState:
   """The classifier's TrainState.
 
   Args:
@@ -192,16 +192,38 @@ def init_state(module, rng, photo, optim_cfg: ml_collections.ConfigDict,
     photo: [b, h, w, c] example photos.
     optim_cfg: its optimizer (`config.aux_optim`, else `config.d_optim`).
     d_updates: the run's discriminator updates (the schedule's length).
-    variables: pretrained variables (`pretrained_variables`); None: random.
 
   Returns:
-    A TrainState.
+    A TrainState with random variables (`with_variables` puts in trained
+    ones).
   """
-  if variables is None:
-    variables = jax.jit(lambda r, x: module.init(r, x, train=False))(rng,
-                                                                     photo)
+  variables = jax.jit(lambda r, x: module.init(r, x, train=False))(rng, photo)
   return base.create_train_state(module, variables,
                                  optim.make_optimizer(optim_cfg, d_updates))
+
+
+def with_variables(ts: base.TrainState, variables: dict) -> base.TrainState:
+  """`ts` with `variables` ({"params", "batch_stats"}) as its own.
+
+  Each array is placed like the one it replaces (the state's sharding); the
+  optimizer state is left as it is (a fresh one does not depend on the
+  parameters' values).
+
+  Args:
+    ts: the auxiliary classifier's fresh TrainState.
+    variables: `pretrained_variables(...)`, of the same structure.
+
+  Returns:
+    The TrainState.
+  """
+  def place(new, old):
+    return jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+
+  current = {"params": ts.params, "batch_stats": ts.batch_stats}
+  placed = jax.tree_util.tree_map(place, {
+      "params": variables["params"],
+      "batch_stats": variables.get("batch_stats")}, current)
+  return ts.replace(**placed)
 
 
 def _loss(ts: base.TrainState, params, images, labels, rng):
