@@ -26,7 +26,8 @@ def get_config(arg=None):
   c.model = ml_collections.ConfigDict(dict(
       width=32,            # Channels of the first conv; doubles per level.
       max_width=256,
-      latent_dim=32,
+      latent_dim=32,       # The code's size (its channels if latent_res).
+      latent_res=0,        # > 0: a latent_res x latent_res latent map.
       upsample_impl="auto",
       downsample_impl="auto",
   ))

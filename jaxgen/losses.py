@@ -54,14 +54,14 @@ def kl_normal(mean, logvar):
   """KL(N(mean, exp(logvar)) || N(0, I)) per example, summed over latents.
 
   Args:
-    mean: [batch, latent].
-    logvar: [batch, latent].
+    mean: [batch, ...] (a vector or a spatial latent per example).
+    logvar: the same shape.
 
   Returns:
     [batch] KL divergence in nats.
   """
-  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar,
-                       axis=-1)
+  return 0.5 * _per_example_sum(
+      jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar)
 
 
 GAN_LOSSES = ("bce", "lsgan", "hinge", "wgan")

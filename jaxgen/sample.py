@@ -85,21 +85,21 @@ def _batched(fn: Callable, x: np.ndarray, size: int) -> np.ndarray:
 
 
 def prior_points(r: run_lib.Run, num: int, seed: int = 0) -> np.ndarray:
-  """`num` latent points z ~ N(0, I) of a VAE run: [num, latent_dim]."""
-  dim = int(r.config.model.latent_dim)
-  return np.asarray(jax.random.normal(jax.random.key(seed), (num, dim)))
+  """`num` latent points z ~ N(0, I) of a VAE run: [num, *latent shape]."""
+  return np.asarray(jax.random.normal(jax.random.key(seed),
+                                      (num,) + r.task.latent_shape))
 
 
 def decode(r: run_lib.Run, z: np.ndarray, batch_size: int = 64
            ) -> np.ndarray:
-  """Images [n, h, w, c] in [0, 1] of latent points [n, latent_dim] (VAE)."""
+  """Images [n, h, w, c] in [0, 1] of latent points [n, ...] (VAE)."""
   return _batched(r.decode, np.asarray(z, np.float32),
                   min(batch_size, len(z)))
 
 
 def encode(r: run_lib.Run, images: np.ndarray,
            batch_size: int = 64) -> np.ndarray:
-  """Posterior means [n, latent_dim] of images in [0, 1] (VAE)."""
+  """Posterior means [n, *latent shape] of images in [0, 1] (VAE)."""
   return _batched(lambda x: r.encode(x)[0], np.asarray(images, np.float32),
                   min(batch_size, len(images)))
 
@@ -116,16 +116,17 @@ def latent_walks(r: run_lib.Run, points: np.ndarray, steps: int = 8,
 
   Args:
     r: a loaded VAE run.
-    points: [k, latent_dim] latent points, k >= 2.
+    points: [k, *latent shape] latent points, k >= 2.
     steps: images per walk, both ends included.
     batch_size: points decoded per model call.
 
   Returns:
     [(k - 1) * steps, h, w, c]: walk i (a grid row) from point i to i + 1.
   """
-  t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
+  t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(
+      (1, steps) + (1,) * (points.ndim - 1))
   a, b = points[:-1, None], points[1:, None]
-  return decode(r, (a * (1.0 - t) + b * t).reshape(-1, points.shape[-1]),
+  return decode(r, (a * (1.0 - t) + b * t).reshape((-1,) + points.shape[1:]),
                 batch_size)
 
 

@@ -30,6 +30,10 @@ def test_kl_normal_known_values():
   np.testing.assert_allclose(
       losses.kl_normal(jnp.zeros((1, 1)), jnp.full((1, 1), 2.0)),
       [0.5 * (math.e**2 - 3)], rtol=1e-6)
+  # A spatial latent sums over all its positions and channels, per example.
+  mean = jnp.stack([jnp.ones((2, 2, 3)), jnp.zeros((2, 2, 3))])
+  np.testing.assert_allclose(
+      losses.kl_normal(mean, jnp.zeros_like(mean)), [6.0, 0.0], rtol=1e-6)
 
 
 def test_reconstruction_loss_per_example_sum():

@@ -16,19 +16,23 @@ def _key(seed):
   return jax.random.key(seed, impl="rbg")
 
 
-@pytest.mark.parametrize("res,channels", [(8, 1), (16, 3), (64, 1)])
-def test_vae_shapes(res, channels):
+@pytest.mark.parametrize("res,channels,latent_res",
+                         [(8, 1, 0), (16, 3, 0), (64, 1, 0), (16, 3, 4),
+                          (64, 1, 8)])
+def test_vae_shapes(res, channels, latent_res):
   model = vae.VAE(res=res, channels=channels, latent_dim=5, width=4,
-                  max_width=8)
+                  max_width=8, latent_res=latent_res)
   x = jnp.zeros((2, res, res, channels))
   rngs = {"params": _key(0), "latent": _key(1)}
   variables = jax.jit(model.init)(rngs, x)
   apply = jax.jit(model.apply, static_argnames="sample")
   logits, mean, logvar = apply(variables, x, rngs={"latent": _key(2)})
   assert logits.shape == x.shape and logits.dtype == jnp.float32
-  assert mean.shape == logvar.shape == (2, 5)
+  shape = (latent_res, latent_res, 5) if latent_res else (5,)
+  assert shape == vae.latent_shape(res, 5, latent_res)
+  assert mean.shape == logvar.shape == (2,) + shape
   z = jax.eval_shape(functools.partial(model.apply, method=vae.VAE.decode),
-                     variables, jnp.ones((3, 5)))
+                     variables, jnp.ones((3,) + shape))
   assert z.shape == (3, res, res, channels)
   # The posterior mean path is deterministic; the sampled one is not.
   a = apply(variables, x + 0.5, sample=False)[0]
@@ -37,6 +41,13 @@ def test_vae_shapes(res, channels):
   c = apply(variables, x + 0.5, rngs={"latent": _key(3)})[0]
   d = apply(variables, x + 0.5, rngs={"latent": _key(4)})[0]
   assert not jnp.array_equal(c, d)
+
+
+@pytest.mark.parametrize("latent_res", [2, 6, 16, 32])
+def test_vae_latent_res_errors(latent_res):
+  with pytest.raises(ValueError, match="model.latent_res must be 0 or a "
+                     r"power of two in \[4, 8\] for 16 px images"):
+    vae.latent_shape(16, 5, latent_res)
 
 
 @pytest.mark.parametrize("res,channels", [(8, 1), (32, 3), (64, 1)])

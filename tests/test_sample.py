@@ -18,16 +18,30 @@ from tests import clis
 from tests import fakes
 
 
-@pytest.fixture(scope="session")
-def vae_workdir(tmp_path_factory):
-  """vae.py:tiny trained for 2 steps."""
+def _tiny_vae(tmp_path_factory, latent_res):
   config = configlib.load_config_file(
       os.path.join(clis.ROOT, "configs", "vae.py:tiny"))
+  config.model.latent_res = latent_res
   config.train.update(num_steps=2, eval_every=2, sample_every=2,
                       checkpoint_every=2, log_every=2)
   workdir = str(tmp_path_factory.mktemp("vae"))
   train.train_and_evaluate(config, workdir)
   return workdir
+
+
+@pytest.fixture(scope="session")
+def vae_workdir(tmp_path_factory):
+  """vae.py:tiny trained for 2 steps."""
+  return _tiny_vae(tmp_path_factory, 0)
+
+
+@pytest.fixture(scope="session")
+def spatial_vae_workdir(tmp_path_factory):
+  """The same with a 4x4 latent map (model.latent_res)."""
+  return _tiny_vae(tmp_path_factory, 4)
+
+
+VAES = pytest.mark.parametrize("vae", ["vae_workdir", "spatial_vae_workdir"])
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +59,9 @@ def _size(path):
     return im.size, im.mode
 
 
-def test_samples_from_python(vae_workdir, tmp_path):
-  r = run_lib.load(vae_workdir)
+@VAES
+def test_samples_from_python(vae, request, tmp_path):
+  r = run_lib.load(request.getfixturevalue(vae))
   images = sample.draw(r, 10, seed=1, batch_size=4)
   assert images.shape == (10, 16, 16, 1)
   assert 0 <= images.min() and images.max() <= 1
@@ -66,13 +81,16 @@ def test_samples_from_python(vae_workdir, tmp_path):
   assert _size(tmp_path / "samples.png")[0] == (2 + 18 * 8, 2 + 18 * 2)
 
 
-def test_walks_and_reconstructions_from_python(vae_workdir, scans, tmp_path):
-  r = run_lib.load(vae_workdir)
+@VAES
+def test_walks_and_reconstructions_from_python(vae, request, scans, tmp_path):
+  r = run_lib.load(request.getfixturevalue(vae))
   inputs = image_files.list_images(scans)
   images, kept, skipped = sample.read_scans(r, inputs)
   assert images.shape == (4, 16, 16, 1) and len(kept) == 4
   assert [os.path.basename(p) for p, _ in skipped] == ["bad.png"]
   points = sample.encode(r, images, batch_size=3)
+  assert points.shape == (4,) + r.task.latent_shape
+  assert r.task.latent_shape == ((4,) if vae == "vae_workdir" else (4, 4, 4))
   recon = sample.reconstruct(r, images, batch_size=3)
   walks = sample.latent_walks(r, points, steps=4)
   assert walks.shape == (12, 16, 16, 1)

@@ -31,7 +31,10 @@ class VAETask(base.Task):
         res=d.res, channels=d.channels, latent_dim=m.latent_dim,
         width=m.width, max_width=m.max_width,
         upsample_impl=m.get("upsample_impl"),
-        downsample_impl=m.get("downsample_impl"))
+        downsample_impl=m.get("downsample_impl"),
+        latent_res=m.get("latent_res", 0))
+    self.latent_shape = vae_model.latent_shape(d.res, m.latent_dim,
+                                               m.get("latent_res", 0))
 
   def example_batch(self, num=2):
     d = self.config.data
@@ -87,14 +90,14 @@ class VAETask(base.Task):
 
   def samples(self, state, batch, rng):
     return _samples(self.model, state.params, batch["image"], rng,
-                    self.config.model.latent_dim)
+                    self.latent_shape)
 
   def generate(self, state, rng, num):
     return self.decode(state, jax.random.normal(
-        rng, (num, self.config.model.latent_dim)))
+        rng, (num,) + self.latent_shape))
 
   def encode(self, state, images):
-    """Posterior (mean, log-variance), each [n, latent_dim].
+    """Posterior (mean, log-variance), each [n, *self.latent_shape].
 
     Args:
       state: the VAE's state.
@@ -136,19 +139,19 @@ def ink_f1(recon, target, threshold=0.5):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _samples(model, params, x, rng, latent_dim):
+def _samples(model, params, x, rng, latent_shape):
   """Reconstructions (input above output), prior samples, interpolations."""
   v = {"params": params}
   logits, mean, _ = model.apply(v, x, sample=False)
   n = min(x.shape[0], 8)
   recon = jnp.stack([x[:n], jax.nn.sigmoid(logits[:n])]).reshape(
       (2 * n,) + x.shape[1:])
-  z = jax.random.normal(rng, (x.shape[0], latent_dim))
+  z = jax.random.normal(rng, (x.shape[0],) + latent_shape)
   prior = jax.nn.sigmoid(model.apply(v, z, method=vae_model.VAE.decode))
   # Rows of 8 steps between pairs of posterior means (linear in z).
   pairs = max(1, min(4, x.shape[0] // 2))
-  t = jnp.linspace(0.0, 1.0, 8)[None, :, None]
+  t = jnp.linspace(0.0, 1.0, 8).reshape((1, 8) + (1,) * len(latent_shape))
   a, b = mean[:pairs], mean[pairs:2 * pairs] if x.shape[0] > 1 else mean[:1]
-  zs = (a[:, None] * (1 - t) + b[:, None] * t).reshape(-1, latent_dim)
+  zs = (a[:, None] * (1 - t) + b[:, None] * t).reshape((-1,) + latent_shape)
   interp = jax.nn.sigmoid(model.apply(v, zs, method=vae_model.VAE.decode))
   return {"reconstruction": recon, "prior": prior, "interpolation": interp}
