@@ -53,6 +53,10 @@ class Study(NamedTuple):
   recipes: Dict[str, Tuple[str, ...]]
   compare: Dict[str, object]        # compare_lib.compare keyword arguments.
   classifier: Tuple[str, ...] = ()  # Config + overrides of a classifier run.
+  # A second evaluation classifier of another architecture: G is trained
+  # against a classifier of the first one's architecture (another seed),
+  # and class cues that fool that architecture could fool its twin too.
+  check_classifier: Tuple[str, ...] = ()
   # Runs that recipes build on (name -> config + overrides), trained after
   # the classifier; "{out}" in a recipe's override is the study's folder.
   pretrained: Dict[str, Tuple[str, ...]] = {}
@@ -120,6 +124,10 @@ STUDIES = {
         compare=dict(num=2000),
         classifier=("configs/classifier.py:steps=3000",
                     f"--config.data.root={CIFAR}"),
+        check_classifier=("configs/classifier.py:steps=3000",
+                          f"--config.data.root={CIFAR}",
+                          "--config.model.width=16",
+                          "--config.model.max_width=128", "--config.seed=2"),
         pretrained={"aux_classifier": ("configs/classifier.py:steps=3000",
                                        f"--config.data.root={CIFAR}",
                                        "--config.seed=1")}),
@@ -144,7 +152,7 @@ STUDIES = {
 def commands(study: Study, out: str, seeds: Sequence[int],
              steps: int = 0, recipes: Sequence[str] = ()
              ) -> List[Tuple[str, List[str]]]:
-  """(workdir, argv) of every run of `study`: classifier, pretrained, recipes.
+  """(workdir, argv) of every run of `study`: classifiers, pretrained, recipes.
 
   Args:
     study: the study.
@@ -158,10 +166,11 @@ def commands(study: Study, out: str, seeds: Sequence[int],
   """
   extra = [f"--config.train.num_steps={steps}"] if steps else []
   runs = []
-  if study.classifier:
-    workdir = os.path.join(out, "classifier")
-    runs.append((workdir, _main(study.classifier[0], workdir,
-                                [*study.classifier[1:], *extra])))
+  for name in ("classifier", "check_classifier"):
+    spec = getattr(study, name)
+    if spec:
+      workdir = os.path.join(out, name)
+      runs.append((workdir, _main(spec[0], workdir, [*spec[1:], *extra])))
   chosen = {name: overrides for name, overrides in study.recipes.items()
             if not recipes or name in recipes}
   for name, spec in study.pretrained.items():
@@ -244,17 +253,25 @@ def run(fv: flags.FlagValues):
     print(f"{workdir}: {minutes:.1f} min")
   if fv.dry_run:
     return
-  helpers = {"classifier", *study.pretrained}
+  helpers = {"classifier", "check_classifier", *study.pretrained}
   recipes = [(w, os.path.basename(w).rsplit("_s", 1)[0])
              for w, _ in runs if os.path.basename(w) not in helpers]
-  result = compare_lib.compare(
-      [w for w, _ in recipes], [g for _, g in recipes], fid=not fv.no_fid,
-      classifier_workdir=(os.path.join(out, "classifier") if study.classifier
-                          else ""),
-      out_dir=os.path.join(out, "compare"), **study.compare)
-  path = compare_lib.write(result, os.path.join(out, "compare"))
-  print(result["table"])
-  print(f"Wrote {path}")
+  for name, fid in (("classifier", not fv.no_fid),
+                    ("check_classifier", False)):
+    if name != "classifier" and not getattr(study, name):
+      continue
+    folder = os.path.join(out, "compare" if name == "classifier"
+                          else "compare_check")
+    result = compare_lib.compare(
+        [w for w, _ in recipes], [g for _, g in recipes], fid=fid,
+        classifier_workdir=(os.path.join(out, name) if getattr(study, name)
+                            else ""),
+        out_dir=folder, **study.compare)
+    path = compare_lib.write(result, folder)
+    if name == "check_classifier":
+      print(f"Scored by {os.path.join(out, name)} (another architecture):")
+    print(result["table"])
+    print(f"Wrote {path}")
 
 
 def main(argv=None) -> int:

@@ -371,29 +371,36 @@ def test_stability_study_commands():
   study = stability.STUDIES["label_cgan"]
   runs = stability.commands(study, "/out", [0, 1], steps=5)
   names = [os.path.basename(w) for w, _ in runs]
-  assert names == ["classifier", "aux_classifier", "concat_s0", "concat_s1",
-                   "projection_s0", "projection_s1", "projection_swap_s0",
-                   "projection_swap_s1", "projection_swap_aug_s0",
-                   "projection_swap_aug_s1", "projection_swap_init_s0",
-                   "projection_swap_init_s1"]
-  _, cmd = runs[4]
+  assert names == ["classifier", "check_classifier", "aux_classifier",
+                   "concat_s0", "concat_s1", "projection_s0", "projection_s1",
+                   "projection_swap_s0", "projection_swap_s1",
+                   "projection_swap_aug_s0", "projection_swap_aug_s1",
+                   "projection_swap_init_s0", "projection_swap_init_s1",
+                   "projection_swap_init5_s0", "projection_swap_init5_s1",
+                   "projection_swap_init5_slow_s0",
+                   "projection_swap_init5_slow_s1"]
+  _, cmd = runs[5]
   assert "--config.model.label_injection=projection" in cmd
   assert not any("label_swap" in a for a in cmd)
-  assert "--config.gan.label_swap=0.5" in runs[6][1]
+  assert "--config.gan.label_swap=0.5" in runs[7][1]
   assert {"--config.gan.aux_classifier=5.0", stability.DIFFAUG} <= set(
-      runs[8][1])
-  # The auxiliary classifier: another seed, and the study's folder in the
-  # recipe that starts from it.
-  assert "--config.seed=1" in runs[1][1]
+      runs[9][1])
+  # The check classifier: another architecture and seed; the auxiliary
+  # classifier another seed, and the study's folder in the recipe that
+  # starts from it.
+  assert {"--config.model.width=16", "--config.seed=2"} <= set(runs[1][1])
+  assert "--config.seed=1" in runs[2][1]
   assert ("--config.gan.aux_classifier_init=/out/aux_classifier"
-          in runs[10][1])
+          in runs[11][1])
+  assert {"--config.aux_optim.lr=1e-4", "--config.gan.aux_classifier=5.0"
+          } <= set(runs[15][1])
   assert "--config.seed=0" in cmd and "--config.train.num_steps=5" in cmd
   assert cmd[1:3] == ["-m", "jaxgen.main"]
   assert all(any(a.startswith("--config.data.root=") for a in c)
              for _, c in runs)
   runs = stability.commands(study, "/out", [1], recipes=["projection"])
-  assert [os.path.basename(w) for w, _ in runs] == ["classifier",
-                                                    "projection_s1"]
+  assert [os.path.basename(w) for w, _ in runs] == [
+      "classifier", "check_classifier", "projection_s1"]
   for name in stability.STUDIES:
     assert stability.main(["--study", name, "--dry_run", "--out",
                            "/nonexistent"]) == 0
