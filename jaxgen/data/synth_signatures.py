@@ -27,6 +27,8 @@ from PIL import Image
 from PIL import ImageDraw
 from scipy import special
 
+from jaxgen.data import signature_glyphs as glyphs
+
 # Separate random streams for styles, samples and splits: changing how one
 # is drawn never shifts the others.
 _STYLE_TAG, _SAMPLE_TAG, _SPLIT_TAG = 1, 2, 3
@@ -35,52 +37,6 @@ _MARGIN = 0.05  # Fraction of the square side left blank on each side.
 _MIN_WIDTH_PX = 0.7  # Thinnest pen in output pixels, so ink never vanishes.
 _STEPS_PER_COMPONENT = 20
 _RUN = 4  # Points per block of constant pen width when drawing.
-
-
-def _moves(spec):
-  """Parses 'dx dy turn [T] | ...' into ((dx, dy, turn, tall), ...)."""
-  return tuple((float(m[0]), float(m[1]), float(m[2]), len(m) > 3)
-               for m in (move.split() for move in spec.split('|')))
-
-
-# Letter-like groups of pen moves. Each move "dx dy turn [T]" is one
-# submovement displacing the pen by (dx, dy) x-heights along an arc that
-# turns by `turn` degrees (positive = counter-clockwise, y up); T marks moves
-# whose dy scales with the writer's ascender height (designed at 2.2).
-# Letters start and end on the baseline; connectors join them.
-_NEUTRAL_ASCENDER = 2.2
-_LOWER = {k: _moves(v) for k, v in {
-    'e': '.45 .85 20 | -.25 0 170 | -.05 -.85 15',
-    'l': '.45 1.9 15 T | -.3 0 170 | -.05 -1.9 10 T',
-    'i': '.3 .8 10 | 0 -.8 -5',
-    't': '.35 1.7 5 T | -.05 -1.7 -5 T',
-    'u': '.3 .8 10 | 0 -.8 0 | .3 0 160 | .05 .8 0 | 0 -.8 0',
-    'n': '.3 .8 10 | 0 -.8 0 | .05 .7 -10 | .35 0 -160 | 0 -.7 0',
-    'm': ('.3 .8 10 | 0 -.8 0 | .05 .7 -10 | .3 0 -160 | 0 -.7 0 |'
-          '0 .65 -10 | .3 0 -160 | 0 -.65 0'),
-    'a': '.55 .8 -40 | -.35 0 100 | -.05 -.75 60 | .35 -.05 100 | 0 .8 40 |'
-         '0 -.8 0',
-    'o': '.55 .8 -40 | -.35 0 100 | -.05 -.75 60 | .35 -.05 100 |'
-         '.05 .8 60 | .3 -.1 -60 | .1 -.7 20',
-    'y': '.3 .8 10 | 0 -.8 0 | 0 -1.1 0 T | -.35 0 -170 | .75 1.1 -15 T',
-    'h': '.45 1.9 15 T | -.3 0 170 | -.05 -1.9 10 T | .05 .7 -10 |'
-         '.35 0 -160 | 0 -.7 0',
-}.items()}
-_LOWER_WEIGHTS = {'e': 3, 'l': 2, 'i': 2, 't': 1, 'u': 2, 'n': 2, 'm': 1,
-                  'a': 2, 'o': 1, 'y': 1, 'h': 1}
-# Capitals, 2.2 x-heights tall, scaled per writer: a wide tall loop (L,
-# looped stems); an oval entered at the top, then a downstroke (O, C, G); a
-# stem, a turn and a bowl (D, B, P); two arches (M, N, H).
-_CAPITALS = tuple(_moves(v) for v in (
-    '.5 2.2 20 | -.5 0 170 | -.2 -2.2 15 | .6 .1 110',
-    '-.9 -1.1 90 | .9 -1.1 90 | .9 1.1 90 | -.9 1.1 90 | -.3 -.1 60 |'
-    '.9 -2 30',
-    '0 -2.2 0 | -.2 .1 -150 | .1 2.1 0 | 1 -.3 -100 | -.2 -1.6 -80 |'
-    '-1 -.2 -60 | 1.2 .1 140',
-    '.3 2.2 5 | 0 -2.2 0 | .05 1.9 -10 | .7 0 -160 | 0 -1.9 0 |'
-    '0 1.7 -10 | .7 0 -160 | 0 -1.7 0',
-))
-_WAVE = _moves('.3 .5 -50 | .3 -.5 -50')  # An illegible arcade tail.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,17 +83,18 @@ def _build_name(rng, cap_scale, asc_scale, loopiness, initial_only, single):
   """Returns the (D, theta_s, theta_e) groups of a name and its i groups."""
   groups, dot_groups = [], []
   if initial_only or rng.random() < 0.75:
-    cap = _CAPITALS[rng.integers(len(_CAPITALS))]
+    cap = glyphs.CAPITALS[rng.integers(len(glyphs.CAPITALS))]
     groups.append(tuple((dx, dy * cap_scale, t, False) for dx, dy, t, _ in cap))
   if not initial_only:
-    p = np.array(list(_LOWER_WEIGHTS.values()), float)
+    p = np.array(list(glyphs.LOWER_WEIGHTS.values()), float)
     count = rng.integers(2, 7) if single else rng.integers(1, 5)
-    for k in rng.choice(list(_LOWER_WEIGHTS), size=count, p=p / p.sum()):
+    for k in rng.choice(list(glyphs.LOWER_WEIGHTS), size=count,
+                        p=p / p.sum()):
       if k == 'i':
         dot_groups.append(len(groups))
-      groups.append(_LOWER[k])
+      groups.append(glyphs.LOWER[k])
     if rng.random() < 0.3:
-      groups.extend([_WAVE] * int(rng.integers(2, 5)))
+      groups.extend([glyphs.WAVE] * int(rng.integers(2, 5)))
   # Personal letter shapes: each writer bends and scales moves a bit and
   # draws loops narrower or wider. One height factor per letter keeps the
   # letter's net rise at zero, so the baseline does not wander.
@@ -178,8 +135,8 @@ def writer_style(seed: int, writer: int) -> WriterStyle:
   strokes, gaps, dots = [], [], []
   for n in range(num_names):
     groups, dot_groups = _build_name(
-        rng, size_ratio / _NEUTRAL_ASCENDER * rng.uniform(1.0, 1.4),
-        size_ratio / _NEUTRAL_ASCENDER, loopiness,
+        rng, size_ratio / glyphs.NEUTRAL_ASCENDER * rng.uniform(1.0, 1.4),
+        size_ratio / glyphs.NEUTRAL_ASCENDER, loopiness,
         initial_only=num_names == 3 and n == 0, single=num_names == 1)
     if n == num_names - 1 and rng.random() < 0.25:
       # A flourish: sweep down and back left under the name.
