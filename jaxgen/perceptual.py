@@ -38,7 +38,7 @@ over by the jitted step as constants and sit behind stop_gradient, so
 gradients reach only the images.
 """
 
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -214,13 +214,36 @@ def load_params(layers, path: Optional[weights_lib.PathLike] = None):
   return params
 
 
-class PerceptualTerm(NamedTuple):
-  """A task's perceptual term: `weight * distance(generated, target)`."""
-  weight: float
-  layers: Tuple[str, ...]
-  params: Any
+class PerceptualTerm:
+  """A task's perceptual term: `weight * distance(generated, target)`.
+
+  The feature weights are read on first use (when a training step is
+  traced, or by `load`), not when the task is built: a trained run loads
+  and translates on a machine without them.
+  """
+
+  def __init__(self, weight: float, layers: Tuple[str, ...], params=None):
+    self.weight = weight
+    self.layers = layers
+    self._params = params
+
+  @property
+  def params(self) -> Any:
+    """The feature weights (`load_params`), read once."""
+    self.load()
+    return self._params
+
+  def load(self) -> None:
+    """Reads the weights unless read (a fresh start fails before training).
+
+    Raises:
+      weights.WeightsNotFoundError: naming $JAXGEN_INCEPTION_WEIGHTS.
+    """
+    if self._params is None:
+      self._params = load_params(self.layers)
 
   def distance(self, x: Array, y: Array) -> Array:
+    """Per-example feature distance of `x` from `y`."""
     return perceptual_loss(self.params, x, y, self.layers)
 
 
@@ -239,7 +262,6 @@ def from_config(gan_cfg: ml_collections.ConfigDict, image_size: int,
 
   Raises:
     ValueError: for a negative weight, bad layers or too small images.
-    weights.WeightsNotFoundError: when the weights are needed but missing.
   """
   weight = float(gan_cfg.get("perceptual_weight", 0.0))
   if weight < 0:
@@ -249,6 +271,4 @@ def from_config(gan_cfg: ml_collections.ConfigDict, image_size: int,
     return None
   layers = parse_layers(gan_cfg.get("perceptual_layers", DEFAULT_LAYERS))
   check_size(image_size, image_size, layers)
-  if params is None:
-    params = load_params(layers)
   return PerceptualTerm(weight, layers, params)

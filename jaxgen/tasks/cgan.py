@@ -190,7 +190,10 @@ class CGANTask(base.Task):
             self.d_updates))
 
   def load_pretrained(self, state):
-    """The auxiliary classifier from `gan.aux_classifier_init`'s run."""
+    """The auxiliary classifier from `gan.aux_classifier_init`'s run; reads
+    the perceptual weights (a missing file stops a fresh start early)."""
+    if self.perceptual:
+      self.perceptual.load()
     if self.aux is None:
       return state
     variables = label_following.pretrained_variables(

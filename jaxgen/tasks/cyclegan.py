@@ -190,6 +190,13 @@ class CycleGANTask(base.Task):
         pool_b=image_pool.init_pool(size, ex["b"].shape[1:]),
         ema=gan_base.ema_init(g, self.ema_decay))
 
+  def load_pretrained(self, state):
+    """Reads the perceptual weights (a missing file stops a fresh start
+    before it trains; a stored run loads without them)."""
+    if self.perceptual:
+      self.perceptual.load()
+    return state
+
   # Pieces.
 
   def _g(self, params, name, x):
