@@ -67,6 +67,15 @@ def test_siamese_demo_is_synthetic_unless_asked_for_cifar():
   assert cifar.root.endswith(os.path.join("data", "cifar10_catdog"))
 
 
+def test_vae_demo_latent_map_unless_asked_for_a_vector():
+  module = load(os.path.join(CONFIG_DIR, "vae.py"))
+  m = module.get_config("demo").model
+  assert (m.latent_res, m.latent_dim) == (8, 8)
+  m = module.get_config("demo,vector").model
+  assert (m.latent_res, m.latent_dim) == (0, 128)
+  assert module.get_config(None).model.latent_res == 0
+
+
 def test_unknown_task_lists_known():
   config = load(os.path.join(CONFIG_DIR, "vae.py")).get_config("tiny")
   with config.unlocked():
