@@ -18,7 +18,8 @@ Studies (the data is ../shared/data beside the repository, see its README):
                once) on images generated with requested labels.
   pix2pix      pix2pix on CUFS at 128 px, validated on the stratified split
                (every subset): baseline, DiffAugment, multi-scale D with
-               feature matching; L1/PSNR/SSIM and FID.
+               feature matching, 1.5 times the steps, a perceptual term;
+               L1/PSNR/SSIM and FID.
 
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
@@ -144,6 +145,9 @@ STUDIES = {
                               "--config.gan.feature_matching=10"),
             # The baseline trained 1.5 times as long (107 epochs).
             "baseline_2400": ("--config.train.num_steps=2400",),
+            # L1 on early Inception features beside the pixel L1
+            # (jaxgen/perceptual.py; needs the FID weights).
+            "perceptual": ("--config.gan.perceptual_weight=10",),
         },
         compare=dict(num=2000)),
 }
