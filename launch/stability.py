@@ -18,8 +18,8 @@ Studies (the data is ../shared/data beside the repository, see its README):
                once) on images generated with requested labels.
   pix2pix      pix2pix on CUFS at 128 px, validated on the stratified split
                (every subset): baseline, DiffAugment, multi-scale D with
-               feature matching, 1.5 times the steps, a perceptual term;
-               L1/PSNR/SSIM and FID.
+               feature matching, 1.5 times the steps, a perceptual term,
+               hinge loss with spectral norm; L1/PSNR/SSIM and FID.
 
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
@@ -148,6 +148,9 @@ STUDIES = {
             # L1 on early Inception features beside the pixel L1
             # (jaxgen/perceptual.py; needs the FID weights).
             "perceptual": ("--config.gan.perceptual_weight=10",),
+            # Hinge loss with a spectrally normalised D.
+            "hinge_sn": ("--config.gan.loss=hinge",
+                         "--config.gan.d_spectral_norm=true"),
         },
         compare=dict(num=2000)),
 }
