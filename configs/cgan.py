@@ -162,6 +162,10 @@ def get_config(arg=None):
     # checkpoint every ~9 epochs, not at every epoch end.
     c.train.update(sample_every=200, checkpoint_every=200,
                    checkpoint_at_epoch_end=False)
+    # DiffAugment before every D call: on these 180 pairs it raised the
+    # held-out SSIM from 0.642 to 0.680 (mean of two seeds, README
+    # "Results"); `--config.gan.diffaug=` turns it off.
+    c.gan.diffaug = "color,translation,cutout"
   if arg.steps:
     c.train.num_steps = arg.steps
   return c

@@ -135,9 +135,14 @@ def test_config_options():
     with pytest.raises(ValueError, match="'cufs'"):
       configlib.load_config_file(spec + ":tiny,cufs")
   # pix2pix on CUFS evaluates every epoch, but writes grids and the latest
-  # checkpoint every 200 steps (not at each of its 22-step epochs' ends).
-  train_cfg = configlib.load_config_file(
-      os.path.join(ROOT, "configs", "cgan.py:cufs")).train
+  # checkpoint every 200 steps (not at each of its 22-step epochs' ends),
+  # and uses DiffAugment (the measured recipe).
+  cufs = configlib.load_config_file(
+      os.path.join(ROOT, "configs", "cgan.py:cufs"))
+  assert cufs.gan.diffaug == "color,translation,cutout"
+  assert not configlib.load_config_file(
+      os.path.join(ROOT, "configs", "cgan.py:root=/x")).gan.diffaug
+  train_cfg = cufs.train
   assert (train_cfg.eval_every, train_cfg.sample_every,
           train_cfg.checkpoint_every, train_cfg.checkpoint_at_epoch_end) == (
               0, 200, 200, False)
