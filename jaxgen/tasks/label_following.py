@@ -217,7 +217,7 @@ def with_variables(ts: base.TrainState, variables: dict) -> base.TrainState:
     The TrainState.
   """
   def place(new, old):
-    return jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+    return jax.device_put(np.asarray(new, old.dtype), old.sharding)
 
   current = {"params": ts.params, "batch_stats": ts.batch_stats}
   placed = jax.tree_util.tree_map(place, {
