@@ -19,7 +19,7 @@ Studies (the data is ../shared/data beside the repository, see its README):
   pix2pix      pix2pix on CUFS at 128 px, validated on the stratified split
                (every subset): baseline, DiffAugment, multi-scale D with
                feature matching, 1.5 times the steps, a perceptual term,
-               hinge loss with spectral norm; L1/PSNR/SSIM and FID.
+               R1, hinge loss with spectral norm; L1/PSNR/SSIM and FID.
 
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
@@ -150,6 +150,8 @@ STUDIES = {
             # L1 on early Inception features beside the pixel L1
             # (jaxgen/perceptual.py; needs the FID weights).
             "perceptual": ("--config.gan.perceptual_weight=10",),
+            # Lazy R1 on the real pairs (gamma 1, every 16 D updates).
+            "r1": ("--config.gan.r1_weight=1.0",),
             # Hinge loss with a spectrally normalised D.
             "hinge_sn": ("--config.gan.loss=hinge",
                          "--config.gan.d_spectral_norm=true"),
