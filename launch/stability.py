@@ -46,6 +46,11 @@ from jaxgen import compare as compare_lib
 DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
 CIFAR = os.path.join(DATA, "cifar10_catdog")
 DIFFAUG = "--config.gan.diffaug=color,translation,cutout"
+# Label swapping with a projection D and an auxiliary classifier that starts
+# from the study's pretrained aux_classifier run (its weight per recipe).
+SWAP_INIT = ("--config.model.label_injection=projection",
+             "--config.gan.label_swap=0.5",
+             "--config.gan.aux_classifier_init={out}/aux_classifier")
 
 
 class Study(NamedTuple):
@@ -101,26 +106,17 @@ STUDIES = {
                 "--config.gan.aux_classifier=5.0", DIFFAUG),
             # projection_swap with the auxiliary classifier starting from a
             # trained one (another seed than the evaluation classifier).
-            "projection_swap_init": (
-                "--config.model.label_injection=projection",
-                "--config.gan.label_swap=0.5",
-                "--config.gan.aux_classifier=1.0",
-                "--config.gan.aux_classifier_init={out}/aux_classifier"),
+            "projection_swap_init": (*SWAP_INIT,
+                                     "--config.gan.aux_classifier=1.0"),
             # projection_swap_init with five times the classifier's weight.
-            "projection_swap_init5": (
-                "--config.model.label_injection=projection",
-                "--config.gan.label_swap=0.5",
-                "--config.gan.aux_classifier=5.0",
-                "--config.gan.aux_classifier_init={out}/aux_classifier"),
+            "projection_swap_init5": (*SWAP_INIT,
+                                      "--config.gan.aux_classifier=5.0"),
             # The same with the pretrained classifier fine-tuned at a tenth
             # of its pace: at 1e-3 on batches of 8 it forgets (its accuracy
             # on the training photos falls from 84% to ~74%).
             "projection_swap_init5_slow": (
-                "--config.model.label_injection=projection",
-                "--config.gan.label_swap=0.5",
-                "--config.gan.aux_classifier=5.0",
-                "--config.aux_optim.lr=1e-4",
-                "--config.gan.aux_classifier_init={out}/aux_classifier"),
+                *SWAP_INIT, "--config.gan.aux_classifier=5.0",
+                "--config.aux_optim.lr=1e-4"),
         },
         compare=dict(num=2000),
         classifier=("configs/classifier.py:steps=3000",
@@ -267,21 +263,21 @@ def run(fv: flags.FlagValues):
   helpers = {"classifier", "check_classifier", *study.pretrained}
   recipes = [(w, os.path.basename(w).rsplit("_s", 1)[0])
              for w, _ in runs if os.path.basename(w) not in helpers]
-  for name, fid in (("classifier", not fv.no_fid),
-                    ("check_classifier", False)):
-    if name != "classifier" and not getattr(study, name):
-      continue
-    folder = os.path.join(out, "compare" if name == "classifier"
-                          else "compare_check")
+  # (output folder, classifier workdir or "", with FID, heading): the check
+  # classifier scores the same runs again, without Inception metrics.
+  scorings = [("compare", os.path.join(out, "classifier")
+               if study.classifier else "", not fv.no_fid, "")]
+  if study.check_classifier:
+    check = os.path.join(out, "check_classifier")
+    scorings.append(("compare_check", check, False,
+                     f"Scored by {check} (another architecture):\n"))
+  for folder, classifier, fid, heading in scorings:
+    folder = os.path.join(out, folder)
     result = compare_lib.compare(
         [w for w, _ in recipes], [g for _, g in recipes], fid=fid,
-        classifier_workdir=(os.path.join(out, name) if getattr(study, name)
-                            else ""),
-        out_dir=folder, **study.compare)
+        classifier_workdir=classifier, out_dir=folder, **study.compare)
     path = compare_lib.write(result, folder)
-    if name == "check_classifier":
-      print(f"Scored by {os.path.join(out, name)} (another architecture):")
-    print(result["table"])
+    print(heading + result["table"])
     print(f"Wrote {path}")
 
 

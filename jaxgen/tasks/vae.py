@@ -27,14 +27,14 @@ class VAETask(base.Task):
   def __init__(self, config):
     super().__init__(config)
     m, d = config.model, config.data
+    latent_res = m.get("latent_res", 0)  # Stored configs before it: 0.
     self.model = vae_model.VAE(
         res=d.res, channels=d.channels, latent_dim=m.latent_dim,
         width=m.width, max_width=m.max_width,
         upsample_impl=m.get("upsample_impl"),
         downsample_impl=m.get("downsample_impl"),
-        latent_res=m.get("latent_res", 0))
-    self.latent_shape = vae_model.latent_shape(d.res, m.latent_dim,
-                                               m.get("latent_res", 0))
+        latent_res=latent_res)
+    self.latent_shape = vae_model.latent_shape(d.res, m.latent_dim, latent_res)
 
   def example_batch(self, num=2):
     d = self.config.data
