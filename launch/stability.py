@@ -82,6 +82,11 @@ STUDIES = {
             "diffaug": (DIFFAUG,),
             "ema": ("--config.gan.ema_decay=0.999",),
             "diffaug_ema": (DIFFAUG, "--config.gan.ema_decay=0.999"),
+            # The config's own width (DCGAN's 64): four times the compute
+            # of width 32 per step.
+            "width64_ema": ("--config.model.g_width=64",
+                            "--config.model.d_width=64",
+                            "--config.gan.ema_decay=0.999"),
         },
         compare=dict(num=2000)),
     "label_cgan": Study(
