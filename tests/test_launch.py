@@ -16,8 +16,21 @@ import time
 
 import pytest
 
+from jaxgen import configlib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch")
+
+
+def _load_launch_module(name):
+  """Imports launch/NAME.py (launch/ is scripts, not a package)."""
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(LAUNCH, name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 SCRIPTS = sorted(glob.glob(os.path.join(LAUNCH, "*.sh")) +
                  glob.glob(os.path.join(LAUNCH, "*.sbatch")))
 CONFIG = "configs/vae.py:demo"
@@ -364,10 +377,7 @@ def test_slurm_keeps_given_local_device_ids(stubs, tmp_path):
 def test_stability_study_commands():
   """launch/stability.py: the classifier first, then every recipe x seed,
   each with its seed and the study's overrides; --dry_run trains nothing."""
-  spec = importlib.util.spec_from_file_location(
-      "stability", os.path.join(LAUNCH, "stability.py"))
-  stability = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(stability)
+  stability = _load_launch_module("stability")
   study = stability.STUDIES["label_cgan"]
   runs = stability.commands(study, "/out", [0, 1], steps=5)
   names = [os.path.basename(w) for w, _ in runs]
@@ -406,3 +416,14 @@ def test_stability_study_commands():
                            "/nonexistent"]) == 0
   assert stability.main(["--study", "pix2pix", "--recipes", "projection",
                          "--dry_run"]) == 2
+
+
+def test_stability_overrides_name_config_fields():
+  """Every run of every study overrides only fields its config has (a typo
+  in a recipe fails here, not after the runs before it have trained)."""
+  stability = _load_launch_module("stability")
+  for name, study in stability.STUDIES.items():
+    for workdir, cmd in stability.commands(study, "/out", [0]):
+      config = configlib.load_config_file(cmd[3][len("--config="):])
+      assert configlib.unknown_override(config, cmd[5:]) is None, (
+          name, workdir)
