@@ -32,7 +32,9 @@ def get_config(arg=None):
       upsample_impl="auto",
       downsample_impl="auto",
   ))
-  c.gan = configlib.gan_defaults(loss="bce")
+  # bn_recalibrate=N: sample with BatchNorm statistics of N fixed codes
+  # (jaxgen/tasks/gan.py); on in siamese_gan.py, unmeasured here.
+  c.gan = configlib.gan_defaults(loss="bce", bn_recalibrate=0)
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.eval = configlib.fid_defaults()  # FID/KID off unless fid_every > 0.

@@ -70,7 +70,10 @@ def get_config(arg=None):
   ))
   # ema=DECAY: the EMA generator for samples/eval/best (0 = off); stored
   # configs of older runs have it as model.ema_decay, which is still read.
-  c.gan = configlib.gan_defaults(loss="bce", ema_decay=arg.ema)
+  # bn_recalibrate: the sampling generator's BatchNorm statistics from 512
+  # fixed codes (jaxgen/tasks/gan.py; README "Results" measures it).
+  c.gan = configlib.gan_defaults(loss="bce", ema_decay=arg.ema,
+                                 bn_recalibrate=512)
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   batch_size = 64

@@ -8,8 +8,9 @@ compare them (launch/compare.py's table and summary).
 Studies (the data is ../shared/data beside the repository, see its README):
 
   siamese      Siamese GAN on CIFAR-10 cats + dogs, width 32: baseline,
-               DiffAugment, EMA, both; FID/KID of 2000 generated images
-               against the 2000 test images.
+               DiffAugment, EMA, both; width 64 with EMA, sampled with
+               recalibrated or with stored BatchNorm statistics; FID/KID of
+               2000 generated images against the 2000 test images.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
                fly): label channels ("concat") against a projection
                discriminator with class-conditional G normalisation, and
@@ -68,6 +69,11 @@ class Study(NamedTuple):
   pretrained: Dict[str, Tuple[str, ...]] = {}
 
 
+# The Siamese GAN at the config's own widths (DCGAN's 64, four times the
+# compute of width 32 per step) with an EMA generator.
+WIDTH64_EMA = ("--config.model.g_width=64", "--config.model.d_width=64",
+               "--config.gan.ema_decay=0.999")
+
 STUDIES = {
     "siamese": Study(
         config="configs/siamese_gan.py:width=32,steps=6000",
@@ -82,11 +88,11 @@ STUDIES = {
             "diffaug": (DIFFAUG,),
             "ema": ("--config.gan.ema_decay=0.999",),
             "diffaug_ema": (DIFFAUG, "--config.gan.ema_decay=0.999"),
-            # The config's own width (DCGAN's 64): four times the compute
-            # of width 32 per step.
-            "width64_ema": ("--config.model.g_width=64",
-                            "--config.model.d_width=64",
-                            "--config.gan.ema_decay=0.999"),
+            "width64_ema": WIDTH64_EMA,
+            # The same runs sampled with G's stored BatchNorm averages (the
+            # only way before gan.bn_recalibrate; training is identical).
+            "width64_ema_running_bn": (*WIDTH64_EMA,
+                                       "--config.gan.bn_recalibrate=0"),
         },
         compare=dict(num=2000)),
     "label_cgan": Study(

@@ -251,6 +251,40 @@ def test_ema_in_train_step_and_sampling():
   assert state.ema is None and gan_base.sampling_generator(state) is state.g
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_bn_recalibrate_samples_with_the_codes_own_statistics(ema):
+  """gan.bn_recalibrate=n: the sampling generator's BatchNorm statistics
+  are its own activations' on n codes of key 0, so eval mode on those codes
+  equals train mode; 0 (and a stored config without the field) keeps the
+  stored statistics."""
+  task, state, images = _task(**{"gan.ema_decay": ema,
+                                 "gan.bn_recalibrate": 32})
+  # One step, so that the stored averages differ from the batch statistics.
+  state, _ = jax.jit(task.train_step)(state, {"image": images}, _key(0))
+  g = gan_base.sampling_generator(state)
+  z = task.sample_z(jax.random.key(0), 32)
+  want, _ = task.gen.apply(g.variables(), z, train=True,
+                           mutable=["batch_stats"])
+  recalibrated = task.sampling_generator(state)
+  assert recalibrated.params is g.params
+  got = task.gen.apply(recalibrated.variables(), z, train=False)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  stored = task.gen.apply(g.variables(), z, train=False)
+  assert np.abs(stored - want).max() > 1e-2
+  np.testing.assert_allclose(
+      task.generate(state, _key(3), 4),
+      (task.gen.apply(recalibrated.variables(),
+                      task.sample_z(_key(3), 4), train=False) + 1) / 2,
+      atol=1e-5)
+  off = siamese_gan.SiameseGANTask(_config(**{"gan.ema_decay": ema,
+                                              "gan.bn_recalibrate": 0}))
+  assert off.sampling_generator(state).batch_stats is g.batch_stats
+  old = _config(**{"gan.ema_decay": ema})
+  old.gan = {k: v for k, v in old.gan.items() if k != "bn_recalibrate"}
+  assert siamese_gan.SiameseGANTask(old).sampling_generator(
+      state).batch_stats is g.batch_stats
+
+
 def test_tiny_run_end_to_end(tmp_path):
   config = _config("tiny,ema=0.5")
   config.train.update(num_steps=4, checkpoint_at_epoch_end=False)

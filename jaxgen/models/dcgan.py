@@ -22,19 +22,30 @@ from jaxgen.models.vae import level_widths, num_levels
 
 
 class Generator(nn.Module):
-  """z [batch, z_dim] -> image [batch, res, res, channels] in [-1, 1]."""
+  """z [batch, z_dim] -> image [batch, res, res, channels] in [-1, 1].
+
+  Attributes:
+    res, channels: the image's resolution and channel count.
+    width: channels of the last block, doubled per level up to max_width.
+    max_width: channel cap.
+    upsample_impl: see layers.UpConv.
+    dtype: compute dtype.
+    bn_momentum: of the BatchNorm running averages; 0 makes a training
+      call store the batch's own statistics (gan.bn_recalibrate).
+  """
   res: int
   channels: int
   width: int = 64
   max_width: int = 512
   upsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
+  bn_momentum: float = 0.9
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     widths = level_widths(self.width, self.max_width, num_levels(self.res))
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                dtype=self.dtype)
+    norm = lambda: nn.BatchNorm(use_running_average=not train,
+                                momentum=self.bn_momentum, dtype=self.dtype)
     x = nn.Dense(4 * 4 * widths[-1], use_bias=False, dtype=self.dtype)(z)
     x = nn.relu(norm()(x.reshape(z.shape[0], 4, 4, widths[-1])))
     for w in reversed(widths[:-1]):

@@ -59,7 +59,6 @@ from jaxgen.models import dcgan
 from jaxgen.models import siamese
 from jaxgen.tasks import base
 from jaxgen.tasks import gan
-from jaxgen.tasks import gan_base
 from jaxgen.tasks import regularizers
 
 
@@ -153,7 +152,7 @@ class SiameseGANTask(gan.GANTask):
     real = base.to_signed(batch["image"])
     z_rng, swd_rng = jax.random.split(rng)
     fake, _ = self.generator_forward(
-        gan_base.sampling_generator(state),
+        self.sampling_generator(state),
         self.sample_z(z_rng, real.shape[0]), train=False)
     v = state.d.variables()
     f_real, real_logits = self.disc.apply(v, real, train=False)
