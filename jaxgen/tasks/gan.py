@@ -27,8 +27,8 @@ statistics by those of its own activations on n fixed latent codes
 ("precise BN", `sampling_generator`) for samples, `generate` and the eval
 metrics. The running averages lag a generator that changes every step, and
 an EMA of them does not describe the EMA weights' activations; sampling
-with them gives washed-out, low-contrast images (measured in README
-"Results"). The codes come from a fixed key, so samples remain a function
+with them gives low-contrast images early in training and a worse SWD and
+FID (README "Results"). The codes come from a fixed key, so samples remain a function
 of the state alone, and one image is normalised like a batch of many.
 Stored configs without the field read 0 (the running averages).
 
