@@ -9,7 +9,8 @@ Studies (the data is ../shared/data beside the repository, see its README):
 
   siamese      Siamese GAN on CIFAR-10 cats + dogs, width 32: baseline,
                DiffAugment, EMA, both; width 64 with EMA, sampled with
-               recalibrated or with stored BatchNorm statistics; FID/KID of
+               recalibrated or with stored BatchNorm statistics, longer or
+               with a decaying learning rate; FID/KID of
                2000 generated images against the 2000 test images.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
                fly): label channels ("concat") against a projection
@@ -73,6 +74,11 @@ class Study(NamedTuple):
 # compute of width 32 per step) with an EMA generator.
 WIDTH64_EMA = ("--config.model.g_width=64", "--config.model.d_width=64",
                "--config.gan.ema_decay=0.999")
+# Linear decay of both learning rates to 0 from step 6000 of 7200
+# (int(7200 * 0.8334) = 6000).
+LINEAR_DECAY_FROM_6000 = tuple(
+    f"--config.{opt}.{field}={value}" for opt in ("g_optim", "d_optim")
+    for field, value in (("schedule", "linear"), ("decay_start", 0.8334)))
 
 STUDIES = {
     "siamese": Study(
@@ -96,6 +102,11 @@ STUDIES = {
             # 1.5 times the steps (58 epochs).
             "width64_ema_9000": (*WIDTH64_EMA,
                                  "--config.train.num_steps=9000"),
+            # 7200 steps (the 30-40 min budget alone): the learning rates
+            # of G and D constant for 6000, then linearly to 0.
+            "width64_ema_decay": (*WIDTH64_EMA,
+                                  "--config.train.num_steps=7200",
+                                  *LINEAR_DECAY_FROM_6000),
         },
         compare=dict(num=2000)),
     "label_cgan": Study(
