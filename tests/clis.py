@@ -1,8 +1,10 @@
-"""Runs jaxgen's command lines in a fresh process, as a user would.
+"""Runs jaxgen's command lines in a fresh process, as a user would, and
+imports the scripts of launch/.
 
 Import as `from tests import clis`.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -41,3 +43,12 @@ def run(module: str, *args: str, timeout: int = 600
   return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
                         env=env(), capture_output=True, text=True,
                         timeout=timeout)
+
+
+def launch_module(name: str):
+  """Imports launch/NAME.py (launch/ holds scripts, not a package)."""
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, "launch", name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

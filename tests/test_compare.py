@@ -1,6 +1,5 @@
 """launch/compare.py (jaxgen/compare.py) on the shared tiny runs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,16 +12,9 @@ from jaxgen import compare as compare_lib
 from jaxgen import run as run_lib
 from jaxgen.data import pipeline
 from jaxgen.tasks import base
+from tests import clis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cli():
-  spec = importlib.util.spec_from_file_location(
-      "compare_cli", os.path.join(ROOT, "launch", "compare.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+ROOT = clis.ROOT
 
 
 def _by_hand_l1(workdir):
@@ -42,7 +34,7 @@ def test_groups_of_a_generative_and_a_translation_run(tiny_run, tmp_path,
   cgan = tiny_run("cgan").result.workdir
   out = tmp_path / "cmp"
   # The gan run twice in one group: a spread of exactly 0.
-  status = _cli().main([f"--workdirs={gan},{cgan},{gan}", "--group=g,p,g",
+  status = clis.launch_module("compare").main([f"--workdirs={gan},{cgan},{gan}", "--group=g,p,g",
                         f"--out={out}", "--no_fid", "--num=16",
                         "--batch_size=8"])
   assert status == 0
@@ -74,7 +66,7 @@ def test_groups_of_a_generative_and_a_translation_run(tiny_run, tmp_path,
 
 
 def test_usage_errors_and_the_former_name():
-  assert _cli().main(["--workdirs=a,b", "--group=x", "--out=o"]) == 2
+  assert clis.launch_module("compare").main(["--workdirs=a,b", "--group=x", "--out=o"]) == 2
   with pytest.raises(ValueError, match="1 group labels for 2 workdirs"):
     compare_lib.compare(["a", "b"], ["x"])
   help_text = subprocess.run(

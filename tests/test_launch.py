@@ -6,7 +6,6 @@ scripts set), so the tests check what each script would run.
 """
 
 import glob
-import importlib.util
 import os
 import shutil
 import signal
@@ -17,18 +16,10 @@ import time
 import pytest
 
 from jaxgen import configlib
+from tests import clis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = clis.ROOT
 LAUNCH = os.path.join(ROOT, "launch")
-
-
-def _load_launch_module(name):
-  """Imports launch/NAME.py (launch/ is scripts, not a package)."""
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(LAUNCH, name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 SCRIPTS = sorted(glob.glob(os.path.join(LAUNCH, "*.sh")) +
@@ -377,7 +368,7 @@ def test_slurm_keeps_given_local_device_ids(stubs, tmp_path):
 def test_stability_study_commands():
   """launch/stability.py: the classifier first, then every recipe x seed,
   each with its seed and the study's overrides; --dry_run trains nothing."""
-  stability = _load_launch_module("stability")
+  stability = clis.launch_module("stability")
   study = stability.STUDIES["label_cgan"]
   runs = stability.commands(study, "/out", [0, 1], steps=5)
   names = [os.path.basename(w) for w, _ in runs]
@@ -421,7 +412,7 @@ def test_stability_study_commands():
 def test_stability_overrides_name_config_fields():
   """Every run of every study overrides only fields its config has (a typo
   in a recipe fails here, not after the runs before it have trained)."""
-  stability = _load_launch_module("stability")
+  stability = clis.launch_module("stability")
   for name, study in stability.STUDIES.items():
     for workdir, cmd in stability.commands(study, "/out", [0]):
       config = configlib.load_config_file(cmd[3][len("--config="):])

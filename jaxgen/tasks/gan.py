@@ -241,13 +241,28 @@ class GANTask(base.Task):
     fake, _ = self.generator_forward(
         self.sampling_generator(state),
         self.sample_z(z_rng, real.shape[0]), train=False)
-    d_real = jax.nn.sigmoid(self.disc.apply(state.d.variables(), real,
-                                            train=False))
-    d_fake = jax.nn.sigmoid(self.disc.apply(state.d.variables(), fake,
-                                            train=False))
+    v = state.d.variables()
+    out_real = self.disc.apply(v, real, train=False)
+    out_fake = self.disc.apply(v, fake, train=False)
     swd = losses.sliced_wasserstein(fake, real, swd_rng)
-    return {"d_real": d_real, "d_fake": d_fake,
-            "swd": jnp.full(real.shape[:1], swd)}
+    return {"d_real": jax.nn.sigmoid(self.d_logits(out_real)),
+            "d_fake": jax.nn.sigmoid(self.d_logits(out_fake)),
+            "swd": jnp.full(real.shape[:1], swd),
+            **self.eval_d_extras(v, out_real, out_fake)}
+
+  def eval_d_extras(self, d_vars, out_real, out_fake):
+    """Per-example eval metrics from D's outputs beyond D(real), D(fake).
+
+    Args:
+      d_vars: D's variables.
+      out_real: D's output (eval mode) on a batch of real images.
+      out_fake: D's output on as many samples of the sampling generator.
+
+    Returns:
+      A dict of arrays with the batch as leading axis (none for a plain D).
+    """
+    del d_vars, out_real, out_fake
+    return {}
 
   def samples(self, state, batch, rng):
     return {"samples": self.generate(state, rng, batch["image"].shape[0])}

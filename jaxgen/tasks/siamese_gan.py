@@ -57,7 +57,6 @@ import jax.numpy as jnp
 from jaxgen import losses
 from jaxgen.models import dcgan
 from jaxgen.models import siamese
-from jaxgen.tasks import base
 from jaxgen.tasks import gan
 from jaxgen.tasks import regularizers
 
@@ -148,21 +147,11 @@ class SiameseGANTask(gan.GANTask):
     metrics["g_loss"] = loss
     return loss, (metrics, g_stats)
 
-  def eval_step(self, state, batch, rng):
-    real = base.to_signed(batch["image"])
-    z_rng, swd_rng = jax.random.split(rng)
-    fake, _ = self.generator_forward(
-        self.sampling_generator(state),
-        self.sample_z(z_rng, real.shape[0]), train=False)
-    v = state.d.variables()
-    f_real, real_logits = self.disc.apply(v, real, train=False)
-    f_fake, fake_logits = self.disc.apply(v, fake, train=False)
-    swd = losses.sliced_wasserstein(fake, real, swd_rng)
-    out = {"d_real": jax.nn.sigmoid(real_logits),
-           "d_fake": jax.nn.sigmoid(fake_logits),
-           "swd": jnp.full(real.shape[:1], swd)}
-    if self.use_similarity:
-      out["sim_real"] = jax.nn.sigmoid(
-          self._sim(v, f_real, similarity_pairs(f_real)))
-      out["sim_fake"] = jax.nn.sigmoid(self._sim(v, f_real, f_fake))
-    return out
+  def eval_d_extras(self, d_vars, out_real, out_fake):
+    """The similarity head's P(alike) on real-real and real-fake pairs."""
+    if not self.use_similarity:
+      return {}
+    f_real, f_fake = out_real[0], out_fake[0]
+    return {"sim_real": jax.nn.sigmoid(
+                self._sim(d_vars, f_real, similarity_pairs(f_real))),
+            "sim_fake": jax.nn.sigmoid(self._sim(d_vars, f_real, f_fake))}
