@@ -74,11 +74,15 @@ class Study(NamedTuple):
 # compute of width 32 per step) with an EMA generator.
 WIDTH64_EMA = ("--config.model.g_width=64", "--config.model.d_width=64",
                "--config.gan.ema_decay=0.999")
-# Linear decay of both learning rates to 0 from step 6000 of 7200
-# (int(7200 * 0.8334) = 6000).
-LINEAR_DECAY_FROM_6000 = tuple(
-    f"--config.{opt}.{field}={value}" for opt in ("g_optim", "d_optim")
-    for field, value in (("schedule", "linear"), ("decay_start", 0.8334)))
+
+
+def linear_decay(start: float):
+  """Overrides that decay both learning rates linearly to 0 from the
+  fraction `start` of the run's steps (jaxgen/optim.py "linear")."""
+  return tuple(
+      f"--config.{opt}.{field}={value}" for opt in ("g_optim", "d_optim")
+      for field, value in (("schedule", "linear"), ("decay_start", start)))
+
 
 STUDIES = {
     "siamese": Study(
@@ -102,11 +106,15 @@ STUDIES = {
             # 1.5 times the steps (58 epochs).
             "width64_ema_9000": (*WIDTH64_EMA,
                                  "--config.train.num_steps=9000"),
-            # 7200 steps (the 30-40 min budget alone): the learning rates
-            # of G and D constant for 6000, then linearly to 0.
+            # 7200 steps (the 30-40 min budget alone), the learning rates of
+            # G and D constant for 6000 (int(7200 * 0.8334)), then linearly
+            # to 0; or from step 4680 (0.65).
             "width64_ema_decay": (*WIDTH64_EMA,
                                   "--config.train.num_steps=7200",
-                                  *LINEAR_DECAY_FROM_6000),
+                                  *linear_decay(0.8334)),
+            "width64_ema_decay_4680": (*WIDTH64_EMA,
+                                       "--config.train.num_steps=7200",
+                                       *linear_decay(0.65)),
         },
         compare=dict(num=2000)),
     "label_cgan": Study(
