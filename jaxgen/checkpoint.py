@@ -194,7 +194,9 @@ def _older_targets(state) -> List[dict]:
   fields)."""
   if not dataclasses.is_dataclass(state):
     return []
-  fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+  # Static fields (flax.struct.field(pytree_node=False)) are not stored.
+  fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+            if f.metadata.get("pytree_node", True)}
   present = {k: v for k, v in fields.items() if v is not None}
   unset = [k for k in fields if k not in present]
   return [dict(present, **dict.fromkeys(kept))

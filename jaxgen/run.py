@@ -108,7 +108,7 @@ class Run:
     """`num` new images in [0, 1] (generative tasks)."""
     self._require("generate")
     return self._jit("generate", self.task.generate, static_argnums=2)(
-        self.state, rng, num)
+        self._eval_state(), rng, num)
 
   def encode(self, images: jax.Array) -> Tuple[jax.Array, jax.Array]:
     """Posterior (mean, logvar) of images in [0, 1] (the VAE)."""
@@ -146,6 +146,13 @@ class Run:
     if not ok:
       raise RunError(f"The {self.config.task!r} run in {self.workdir} has no "
                      f"{method}().")
+
+  def _eval_state(self):
+    """`task.eval_state(state)`, computed on first use (state is fixed)."""
+    if "_ready" not in self.__dict__:
+      self.__dict__["_ready"] = self._jit("eval_state",
+                                          self.task.eval_state)(self.state)
+    return self.__dict__["_ready"]
 
   def _jit(self, name, fn, **kwargs):
     cache = self.__dict__.setdefault("_jitted", {})

@@ -164,6 +164,13 @@ def jit_eval_step(task, mesh):
                      out_shardings=repl)
 
 
+def jit_eval_state(task, mesh):
+  """`task.eval_state`, jitted with the state replicated on the mesh."""
+  repl = parallel.replicated(mesh)
+  return backend.jit(task.eval_state, in_shardings=(repl,),
+                     out_shardings=repl)
+
+
 def init_state(task, rng, mesh):
   """`task.init_state(rng)` built directly into its replicated sharding.
 
@@ -288,6 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   p_train = jit_train_step(task, mesh)
   p_eval = jit_eval_step(task, mesh)
+  p_eval_state = jit_eval_state(task, mesh)
   sample_batch = pipeline.spread_batch(test_ds, tc.num_samples)
   sample_batch = parallel.replicate(sample_batch, mesh)
   outputs = {"workdir": workdir,
@@ -296,7 +304,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
              "checkpoints": os.path.join(workdir, "checkpoints")}
 
   def evaluate(step, with_fid=False):
-    parts = [p_eval(state, parallel.shard_batch(batch, mesh),
+    ready = p_eval_state(state)
+    parts = [p_eval(ready, parallel.shard_batch(batch, mesh),
                     jax.random.fold_in(eval_rng, i))
              for i, batch in enumerate(pipeline.eval_batches(
                  test_ds, tc.batch_size, tc.eval_batches))]
@@ -305,7 +314,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     result = {f"eval/{k}": sum(float(s[k]) for s, _ in parts) / count
               for k in parts[0][0]}
     if with_fid:
-      result.update(fid(state))
+      result.update(fid(ready))
     writer.write_scalars(step, result)
     if is_main:
       history.append(step, result)
@@ -313,7 +322,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     return result
 
   def write_samples(step):
-    images = jax.device_get(task.samples(state, sample_batch, sample_rng))
+    images = jax.device_get(task.samples(p_eval_state(state), sample_batch,
+                                         sample_rng))
     for name, imgs in images.items():
       grid = reporting.make_grid(imgs, task.grid_columns(name))
       writer.write_images(step, {f"samples/{name}": grid[None]})

@@ -34,9 +34,9 @@ def test_groups_of_a_generative_and_a_translation_run(tiny_run, tmp_path,
   cgan = tiny_run("cgan").result.workdir
   out = tmp_path / "cmp"
   # The gan run twice in one group: a spread of exactly 0.
-  status = clis.launch_module("compare").main([f"--workdirs={gan},{cgan},{gan}", "--group=g,p,g",
-                        f"--out={out}", "--no_fid", "--num=16",
-                        "--batch_size=8"])
+  cli = clis.launch_module("compare")
+  status = cli.main([f"--workdirs={gan},{cgan},{gan}", "--group=g,p,g",
+                     f"--out={out}", "--no_fid", "--num=16", "--batch_size=8"])
   assert status == 0
   table = capsys.readouterr().out
   summary = json.loads((out / "summary.json").read_text())
@@ -66,7 +66,8 @@ def test_groups_of_a_generative_and_a_translation_run(tiny_run, tmp_path,
 
 
 def test_usage_errors_and_the_former_name():
-  assert clis.launch_module("compare").main(["--workdirs=a,b", "--group=x", "--out=o"]) == 2
+  cli = clis.launch_module("compare")
+  assert cli.main(["--workdirs=a,b", "--group=x", "--out=o"]) == 2
   with pytest.raises(ValueError, match="1 group labels for 2 workdirs"):
     compare_lib.compare(["a", "b"], ["x"])
   help_text = subprocess.run(

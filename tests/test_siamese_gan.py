@@ -283,6 +283,28 @@ def test_bn_recalibrate_samples_with_the_codes_own_statistics(ema):
       state).batch_stats is g.batch_stats
 
 
+def test_eval_state_computes_the_sampling_generator_once():
+  """eval_state: eval_step, samples and generate give the same results on
+  the prepared state, whose generator is used as it is (no second
+  recalibration)."""
+  task, state, images = _task(**{"gan.ema_decay": 0.9,
+                                 "gan.bn_recalibrate": 32})
+  batch = {"image": images}
+  ready = jax.jit(task.eval_state)(state)
+  assert ready.sampling_ready and ready.ema is None
+  assert task.sampling_generator(ready) is ready.g
+  want = task.sampling_generator(state)
+  for a, b in zip(jax.tree.leaves(ready.g.variables()),
+                  jax.tree.leaves(want.variables())):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  eval_step = jax.jit(task.eval_step)
+  for k, v in eval_step(state, batch, _key(1)).items():
+    np.testing.assert_allclose(eval_step(ready, batch, _key(1))[k], v,
+                               atol=1e-5, err_msg=k)
+  np.testing.assert_allclose(task.generate(ready, _key(2), 4),
+                             task.generate(state, _key(2), 4), atol=1e-5)
+
+
 def test_tiny_run_end_to_end(tmp_path):
   config = _config("tiny,ema=0.5")
   config.train.update(num_steps=4, checkpoint_at_epoch_end=False)

@@ -1,7 +1,7 @@
 """The small interface between the shared train loop and a model family.
 
 The loop (jaxgen/train.py) knows only this: build a state, run a pure train
-step, run an eval step, draw samples. Each family owns its models, losses,
+step, prepare the state for evaluation once, run an eval step, draw samples. Each family owns its models, losses,
 optimizers and (for GANs) its generator/discriminator alternation; the
 plumbing that GAN families share lives in jaxgen/tasks/gan_base.py.
 
@@ -139,6 +139,22 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def eval_step(self, state, batch: Batch, rng: jax.Array) -> Metrics:
     """Per-example metrics, each of shape [batch] (the loop masks padding)."""
+
+  def eval_state(self, state):
+    """`state` prepared once for many `eval_step`, `samples` and `generate`
+    calls, which give the same results on it as on `state`.
+
+    The loop (and `jaxgen.run.Run.generate`) call it once per evaluation,
+    so work that depends on the state alone is not repeated per batch
+    (e.g. jaxgen/tasks/gan.py's recalibrated sampling generator).
+
+    Args:
+      state: the task's state.
+
+    Returns:
+      The prepared state; `state` itself by default.
+    """
+    return state
 
   @abc.abstractmethod
   def samples(self, state, batch: Batch, rng: jax.Array

@@ -124,6 +124,8 @@ class GANTask(base.Task):
       `gan_base.sampling_generator(state)` (the EMA generator when enabled),
       with its BatchNorm statistics recomputed when gan.bn_recalibrate > 0.
     """
+    if state.sampling_ready:
+      return state.g
     g = gan_base.sampling_generator(state)
     num = self.config.gan.get("bn_recalibrate", 0)
     if not num or not g.batch_stats:
@@ -133,6 +135,22 @@ class GANTask(base.Task):
     _, upd = self.gen.clone(bn_momentum=0.0).apply(
         g.variables(), z, train=True, mutable=["batch_stats"])
     return g.replace(batch_stats=upd["batch_stats"])
+
+  def eval_state(self, state):
+    """`state` with the sampling generator computed once (base.Task).
+
+    The recalibration is a forward pass of G on n codes; without this, every
+    eval batch and `generate` chunk would repeat it.
+
+    Args:
+      state: a GANState.
+
+    Returns:
+      The state with `g` = `sampling_generator(state)`, `ema` None and
+      `sampling_ready` set.
+    """
+    return state.replace(g=self.sampling_generator(state), ema=None,
+                         sampling_ready=True)
 
   def d_logits(self, output):
     """The real/fake logits of a discriminator output."""

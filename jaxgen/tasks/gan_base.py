@@ -46,12 +46,16 @@ class GANState:
   """Generator and discriminator train states, the shared step, the EMA
   generator variables ({"params", "batch_stats"}; None when EMA is off) and
   a family's auxiliary network (cgan's label classifier, see
-  jaxgen/tasks/label_following.py; None when unused)."""
+  jaxgen/tasks/label_following.py; None when unused).
+
+  `sampling_ready` (static) marks a state from a task's `eval_state` whose
+  `g` is already the sampling generator (and `ema` None)."""
   step: jax.Array
   g: base.TrainState
   d: base.TrainState
   ema: Any = None
   aux: Any = None
+  sampling_ready: bool = flax.struct.field(pytree_node=False, default=False)
 
 
 def check_alternation(gan_cfg: ml_collections.ConfigDict):
