@@ -63,6 +63,7 @@ def generate(task, state, num: int, seed: int, chunk: int = 250
     [num, h, w, c] images.
   """
   fn = backend.jit(task.generate, static_argnums=2)
+  state = backend.jit(task.eval_state)(state)  # Once, not per chunk.
   rng = jax.random.key(seed)
   parts = [np.asarray(fn(state, jax.random.fold_in(rng, i), chunk))
            for i in range(-(-num // chunk))]

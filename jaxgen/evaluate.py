@@ -110,6 +110,7 @@ def evaluate_generative(task, state, config, test_ds, extractor, num: int,
                                batch_size=batch_size,
                                num_images=eval_cfg.get("fid_ref_num", 0))
   generate = backend.jit(task.generate, static_argnums=2)
+  state = backend.jit(task.eval_state)(state)  # Once, not per chunk.
   rng = in_training.noise_key(config.seed)
   fake = features.compute_statistics(
       in_training.generated_images(generate, state, rng, num, batch_size),

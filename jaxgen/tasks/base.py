@@ -1,9 +1,10 @@
 """The small interface between the shared train loop and a model family.
 
 The loop (jaxgen/train.py) knows only this: build a state, run a pure train
-step, prepare the state for evaluation once, run an eval step, draw samples. Each family owns its models, losses,
-optimizers and (for GANs) its generator/discriminator alternation; the
-plumbing that GAN families share lives in jaxgen/tasks/gan_base.py.
+step, prepare the state for evaluation once, run an eval step, draw samples.
+Each family owns its models, losses, optimizers and (for GANs) its
+generator/discriminator alternation; the plumbing that GAN families share
+lives in jaxgen/tasks/gan_base.py.
 
 A task builds its modules from the config in its constructor and keeps no
 other state: `init_state` is a pure function of (rng, config), so a
@@ -144,9 +145,10 @@ class Task(abc.ABC):
     """`state` prepared once for many `eval_step`, `samples` and `generate`
     calls, which give the same results on it as on `state`.
 
-    The loop (and `jaxgen.run.Run.generate`) call it once per evaluation,
-    so work that depends on the state alone is not repeated per batch
-    (e.g. jaxgen/tasks/gan.py's recalibrated sampling generator).
+    The loop, `jaxgen.run.Run.generate`, jaxgen.compare and jaxgen.evaluate
+    call it once per evaluation or set of generated images, so work that
+    depends on the state alone is not repeated per batch (e.g.
+    jaxgen/tasks/gan.py's recalibrated sampling generator).
 
     Args:
       state: the task's state.

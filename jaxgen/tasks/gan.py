@@ -28,8 +28,9 @@ statistics by those of its own activations on n fixed latent codes
 metrics. The running averages lag a generator that changes every step, and
 an EMA of them does not describe the EMA weights' activations; sampling
 with them gives low-contrast images early in training and a worse SWD and
-FID (README "Results"). The codes come from a fixed key, so samples remain a function
-of the state alone, and one image is normalised like a batch of many.
+FID (README "Results"). The codes come from a fixed key, so samples remain a
+function of the state alone, and one image is normalised like a batch of
+many; `eval_state` computes this generator once per evaluation.
 Stored configs without the field read 0 (the running averages).
 
 The "best" checkpoint uses `eval/swd`, a sliced Wasserstein distance between
