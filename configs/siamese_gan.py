@@ -87,7 +87,6 @@ def get_config(arg=None):
       eval_every=0,        # <= 0: once per epoch.
       sample_every=0,      # A sample grid per epoch.
       checkpoint_every=10 * steps_per_epoch,
-      checkpoint_at_epoch_end=False,
       best_metric="eval/swd",
       best_mode="min")
   # FID every 10 epochs (skipped with a warning without the weights); the

@@ -81,8 +81,12 @@ def train_defaults(**overrides) -> ml_collections.ConfigDict:
       eval_batches=-1,        # -1: the whole test split.
       sample_every=1000,
       num_samples=64,         # Images in a sample grid.
-      checkpoint_every=1000,  # Also saved at each epoch end and at the end.
-      checkpoint_at_epoch_end=True,
+      checkpoint_every=1000,  # Also saved at the end.
+      # Also save at every epoch end: off, because an epoch of a small
+      # dataset (the ~265 training signatures) is a few steps, and a save
+      # each few steps would cost more than the training. Epoch-based
+      # configs (CycleGAN) use checkpoint_every <= 0 instead.
+      checkpoint_at_epoch_end=False,
       keep=3,                 # Keep the last k checkpoints...
       best_metric="",         # ...and the best by this eval metric ("" = off).
       best_mode="min",

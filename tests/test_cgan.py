@@ -250,8 +250,7 @@ def test_procedural_face_labels_and_sketchified_class_folders(tmp_path):
 def unet_run(tmp_path_factory):
   """cgan.py:tiny, evaluated every step on the whole (8-pair) val split."""
   config = _config("tiny", num_steps=30, eval_every=1, eval_batches=-1,
-                   sample_every=30, checkpoint_every=30, log_every=10,
-                   checkpoint_at_epoch_end=False)
+                   sample_every=30, checkpoint_every=30, log_every=10)
   # A tiny net learns visibly in 30 steps only with a larger, constant lr.
   config.g_optim.update(lr=2e-3, schedule="constant")
   config.d_optim.update(lr=5e-4, schedule="constant")
@@ -345,8 +344,7 @@ def test_classifier_on_real_vs_generated(labels_run, tmp_path, capsys):
   # colour; evaluated once, on the whole (8-face) test split.
   config.optim.update(lr=3e-3, schedule="constant")
   config.train.update(num_steps=30, log_every=10, eval_every=30,
-                      eval_batches=-1, sample_every=30, checkpoint_every=30,
-                      checkpoint_at_epoch_end=False)
+                      eval_batches=-1, sample_every=30, checkpoint_every=30)
   clf = train.train_and_evaluate(config, str(tmp_path / "cls"))
 
   # The same faces are the labelled cGAN's test split.

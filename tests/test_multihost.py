@@ -29,8 +29,7 @@ from tests import tiny_run as tiny_run_lib
 ROOT = clis.ROOT
 # 6 steps, batch 8, eval every 3; one checkpoint (plus the preemption's).
 ARGS = (f"--config={ROOT}/configs/vae.py:tiny",
-        "--config.train.checkpoint_every=6",
-        "--config.train.checkpoint_at_epoch_end=False")
+        "--config.train.checkpoint_every=6")
 STEPS = 6
 TIMEOUT = 600
 

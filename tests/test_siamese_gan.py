@@ -307,7 +307,7 @@ def test_eval_state_computes_the_sampling_generator_once():
 
 def test_tiny_run_end_to_end(tmp_path):
   config = _config("tiny,ema=0.5")
-  config.train.update(num_steps=4, checkpoint_at_epoch_end=False)
+  config.train.update(num_steps=4)
   result = train.train_and_evaluate(config, str(tmp_path))
   assert result.step == 4
   assert {"eval/swd", "eval/sim_real", "eval/sim_fake"} <= set(

@@ -55,7 +55,11 @@ def test_tiny_run_end_to_end(name, tiny_run):
   assert len(run.train_steps) == 1
   # pylint: disable-next=protected-access
   assert run.train_steps[0]._cache_size() == 1
-  assert str(last) in os.listdir(workdir / "checkpoints")
+  # Saved every checkpoint_every steps and at the end, not at the epoch
+  # ends (off by default); the last `keep` kept (and the best, if older).
+  saved = sorted(due(tc.checkpoint_every))
+  kept = set(map(int, os.listdir(workdir / "checkpoints")))
+  assert set(saved[-tc.keep:]) <= kept <= set(saved), (kept, saved)
   assert (workdir / "loss.png").stat().st_size > 1000
   assert glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
   for step in due(tc.sample_every):
@@ -79,17 +83,17 @@ def test_main_end_to_end(tmp_path):
   workdir = tmp_path / "run"
   proc = clis.run("jaxgen.main", f"--config={ROOT}/configs/vae.py:tiny",
                   f"--workdir={workdir}", "--config.train.num_steps=4",
-                  "--config.train.checkpoint_at_epoch_end=False")
+                  "--config.train.checkpoint_at_epoch_end=True")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "Done: 4 steps" in proc.stderr
   assert f"checkpoints: {workdir}/checkpoints" in proc.stderr
-  # Every 3 steps and at the end; no epoch-end saves (every 2 steps).
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "4"]
+  # Every 3 steps, at the end and, as asked, at each epoch end (every 2).
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "3", "4"]
   assert (workdir / "loss.png").stat().st_size > 1000
   assert glob.glob(str(workdir / "samples" / "*_0000004.png"))
   stored = train.ckpt_lib.stored_config(str(workdir))
   assert stored.train.num_steps == 4
-  assert not stored.train.checkpoint_at_epoch_end
+  assert stored.train.checkpoint_at_epoch_end
   assert stored.task == "vae"
 
 
@@ -110,7 +114,7 @@ def test_resume_is_exact(name, tiny_run, tmp_path):
   straight = tiny_run(name).result
   # Only the stop saves a checkpoint; nothing that affects training differs
   # from the straight run's config.
-  config = _config(name, checkpoint_every=100, checkpoint_at_epoch_end=False)
+  config = _config(name, checkpoint_every=100)
   first = train.train_and_evaluate(config, str(tmp_path), stop_after=3)
   assert first.step == 3
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
@@ -160,8 +164,7 @@ class _NanAfterStep3(vae_task.VAETask):
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path, monkeypatch):
   monkeypatch.setitem(tasks._TASKS, "nan_vae",
                       "tests.test_train:_NanAfterStep3")
-  config = _config("vae", num_steps=6, checkpoint_every=2,
-                   checkpoint_at_epoch_end=False, log_every=100)
+  config = _config("vae", num_steps=6, checkpoint_every=2, log_every=100)
   config.task = "nan_vae"
   with pytest.raises(train.NonFiniteLossError,
                      match=r"at step 4.*last good checkpoint \(step 2\)"):
