@@ -76,6 +76,15 @@ def test_vae_demo_latent_map_unless_asked_for_a_vector():
   assert module.get_config(None).model.latent_res == 0
 
 
+def test_gan_diffaug_on_real_scans_only():
+  """The measured recipe (README "Results") for real signatures; the
+  procedural variants and the PyTorch benchmark stay without it."""
+  module = load(os.path.join(CONFIG_DIR, "gan.py"))
+  assert module.get_config(None).gan.diffaug == "color,translation,cutout"
+  for variant in ("demo", "tiny", "bench"):
+    assert not module.get_config(variant).gan.diffaug, variant
+
+
 def test_unknown_task_lists_known():
   config = load(os.path.join(CONFIG_DIR, "vae.py")).get_config("tiny")
   with config.unlocked():
