@@ -24,9 +24,9 @@ Studies (the data is ../shared/data beside the repository, see its README):
                R1, hinge loss with spectral norm; L1/PSNR/SSIM and FID.
   signatures   DCGAN on the scanned signatures at 64 px, width 32: baseline,
                DiffAugment, DiffAugment + EMA (recalibrated BatchNorm
-               statistics); SWD, FID/KID of 2000
-               generated images against the scans of the held-out signers
-               (a fifth of the signers, never trained on).
+               statistics); SWD, FID/KID of 2000 generated images against
+               the scans of the held-out signers (a fifth of the signers,
+               never trained on).
 
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
@@ -193,7 +193,7 @@ STUDIES = {
         },
         compare=dict(num=2000)),
     "signatures": Study(
-        # Width 32 at 64 px: 2000 steps of 64 are ~480 epochs of the ~265
+        # Width 32 at 64 px: 2000 steps of 64 are 500 epochs of the 274
         # training scans (the signers not held out), within the budget.
         config="configs/gan.py:res=64,steps=2000",
         # DiffAugment off unless a recipe asks (the real-data config turns
