@@ -303,8 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
              "samples": os.path.join(workdir, "samples"),
              "checkpoints": os.path.join(workdir, "checkpoints")}
 
-  def evaluate(step, with_fid=False):
-    ready = p_eval_state(state)
+  def evaluate(step, ready, with_fid=False):
     parts = [p_eval(ready, parallel.shard_batch(batch, mesh),
                     jax.random.fold_in(eval_rng, i))
              for i, batch in enumerate(pipeline.eval_batches(
@@ -321,9 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info("Eval at step %d: %s", step, _fmt(result))
     return result
 
-  def write_samples(step):
-    images = jax.device_get(task.samples(p_eval_state(state), sample_batch,
-                                         sample_rng))
+  def write_samples(step, ready):
+    images = jax.device_get(task.samples(ready, sample_batch, sample_rng))
     for name, imgs in images.items():
       grid = reporting.make_grid(imgs, task.grid_columns(name))
       writer.write_images(step, {f"samples/{name}": grid[None]})
@@ -372,12 +370,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                          step / steps_per_epoch, _fmt(train_metrics))
             pending = []
         fid_due = fid is not None and fid.due(step, tc.num_steps)
-        if step % eval_every == 0 or step == tc.num_steps or fid_due:
-          eval_metrics = evaluate(step, fid_due)
+        eval_due = step % eval_every == 0 or step == tc.num_steps or fid_due
+        sample_due = step % sample_every == 0 or step == tc.num_steps
+        if eval_due or sample_due:
+          # Once for the evaluation and the grid of this step (task.eval_state).
+          ready = p_eval_state(state)
+        if eval_due:
+          eval_metrics = evaluate(step, ready, fid_due)
           ckpt.maybe_save_best(step, state, data_state, config,
                                eval_metrics)
-        if step % sample_every == 0 or step == tc.num_steps:
-          write_samples(step)
+        if sample_due:
+          write_samples(step, ready)
         if save:
           ckpt.save(step, state, data_state, config,
                     {**train_metrics, **eval_metrics})
