@@ -64,10 +64,9 @@ def generate(task, state, num: int, seed: int, chunk: int = 250
   """
   fn = backend.jit(task.generate, static_argnums=2)
   state = backend.jit(task.eval_state)(state)  # Once, not per chunk.
-  rng = jax.random.key(seed)
-  parts = [np.asarray(fn(state, jax.random.fold_in(rng, i), chunk))
-           for i in range(-(-num // chunk))]
-  return np.concatenate(parts)[:num]
+  parts = in_training.generated_images(fn, state, jax.random.key(seed), num,
+                                       chunk)
+  return np.concatenate([np.asarray(p) for p in parts])[:num]
 
 
 def held_out_images(test_ds) -> np.ndarray:
