@@ -32,7 +32,9 @@ Studies (the data is ../shared/data beside the repository, see its README):
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
 an interrupted one from its checkpoint), so rerunning the command continues
-a study. --steps replaces every recipe's step budget (smoke tests).
+a study. --steps replaces every recipe's step budget (smoke tests). The
+summary (launch/compare.py's) goes to OUT/STUDY/compare, or, for a selection
+of recipes or seeds, to its own folder, e.g. OUT/STUDY/compare-ema-s0.
 """
 
 import os
@@ -277,6 +279,26 @@ def _finished(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "loss.png"))
 
 
+def compare_folder(recipes: Sequence[str], seeds: Sequence[int]) -> str:
+  """The summary folder's name for a selection of a study's runs.
+
+  "compare" for every recipe with the default seeds 0 and 1; a selection
+  gets its own folder, so that scoring one new recipe does not overwrite
+  the summary of the others.
+
+  Args:
+    recipes: the --recipes selection ([] for all of the study's).
+    seeds: the seeds.
+
+  Returns:
+    e.g. "compare", "compare-diffaug+ema-s0".
+  """
+  if not recipes and list(seeds) == [0, 1]:
+    return "compare"
+  return (f"compare-{'+'.join(sorted(recipes)) or 'all'}-s"
+          + "+".join(str(s) for s in seeds))
+
+
 def define(fv: flags.FlagValues, argv: List[str]):
   """The flags (see the module docstring)."""
   del argv
@@ -337,11 +359,13 @@ def run(fv: flags.FlagValues):
              for w, _ in runs if os.path.basename(w) not in helpers]
   # (output folder, classifier workdir or "", with FID, heading): the check
   # classifier scores the same runs again, without Inception metrics.
-  scorings = [("compare", os.path.join(out, "classifier")
+  folder = compare_folder(fv.recipes, seeds)
+  scorings = [(folder, os.path.join(out, "classifier")
                if study.classifier else "", not fv.no_fid, "")]
   if study.check_classifier:
     check = os.path.join(out, "check_classifier")
-    scorings.append(("compare_check", check, False,
+    scorings.append((folder.replace("compare", "compare_check", 1), check,
+                     False,
                      f"Scored by {check} (another architecture):\n"))
   for folder, classifier, fid, heading in scorings:
     folder = os.path.join(out, folder)

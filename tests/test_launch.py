@@ -409,6 +409,16 @@ def test_stability_study_commands():
                          "--dry_run"]) == 2
 
 
+def test_stability_summary_folder_per_selection():
+  """A study's selection of recipes or seeds is summarised in its own folder
+  (scoring one new recipe kept overwriting the summary of all the others)."""
+  folder = clis.launch_module("stability").compare_folder
+  assert folder([], [0, 1]) == "compare"
+  assert folder(["diffaug", "ema"], [0, 1]) == "compare-diffaug+ema-s0+1"
+  assert folder([], [0]) == "compare-all-s0"
+  assert folder(["ema"], [1, 2]) != folder(["ema"], [1])
+
+
 def test_stability_overrides_name_config_fields():
   """Every run of every study overrides only fields its config has (a typo
   in a recipe fails here, not after the runs before it have trained)."""
