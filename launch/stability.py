@@ -127,8 +127,8 @@ STUDIES = {
             # width64_ema_decay with both learning rates doubled to 4e-4:
             # FID still fell by ~10 between 6000 and 9000 constant steps, so
             # the runs are far from converged; evaluation and sample grids
-            # every 5 epochs instead of every epoch (no effect on training,
-            # ~15% less wall time).
+            # every 5 epochs instead of every epoch (no effect on training;
+            # less of the budget spent evaluating).
             "width64_ema_decay_lr4": (
                 *WIDTH64_EMA, "--config.train.num_steps=7200",
                 *linear_decay(0.8334), "--config.g_optim.lr=4e-4",
