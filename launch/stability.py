@@ -279,23 +279,25 @@ def _finished(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "loss.png"))
 
 
-def compare_folder(recipes: Sequence[str], seeds: Sequence[int]) -> str:
+def compare_folder(recipes: Sequence[str], seeds: Sequence[int],
+                   prefix: str = "compare") -> str:
   """The summary folder's name for a selection of a study's runs.
 
-  "compare" for every recipe with the default seeds 0 and 1; a selection
-  gets its own folder, so that scoring one new recipe does not overwrite
-  the summary of the others.
+  `prefix` alone for every recipe with the default seeds 0 and 1; a
+  selection gets its own folder, so that scoring one new recipe does not
+  overwrite the summary of the others.
 
   Args:
     recipes: the --recipes selection ([] for all of the study's).
     seeds: the seeds.
+    prefix: "compare", or "compare_check" for the check classifier's.
 
   Returns:
     e.g. "compare", "compare-diffaug+ema-s0".
   """
   if not recipes and list(seeds) == [0, 1]:
-    return "compare"
-  return (f"compare-{'+'.join(sorted(recipes)) or 'all'}-s"
+    return prefix
+  return (f"{prefix}-{'+'.join(sorted(recipes)) or 'all'}-s"
           + "+".join(str(s) for s in seeds))
 
 
@@ -359,13 +361,13 @@ def run(fv: flags.FlagValues):
              for w, _ in runs if os.path.basename(w) not in helpers]
   # (output folder, classifier workdir or "", with FID, heading): the check
   # classifier scores the same runs again, without Inception metrics.
-  folder = compare_folder(fv.recipes, seeds)
-  scorings = [(folder, os.path.join(out, "classifier")
-               if study.classifier else "", not fv.no_fid, "")]
+  scorings = [(compare_folder(fv.recipes, seeds),
+               os.path.join(out, "classifier") if study.classifier else "",
+               not fv.no_fid, "")]
   if study.check_classifier:
     check = os.path.join(out, "check_classifier")
-    scorings.append((folder.replace("compare", "compare_check", 1), check,
-                     False,
+    scorings.append((compare_folder(fv.recipes, seeds, "compare_check"),
+                     check, False,
                      f"Scored by {check} (another architecture):\n"))
   for folder, classifier, fid, heading in scorings:
     folder = os.path.join(out, folder)

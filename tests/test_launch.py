@@ -417,6 +417,8 @@ def test_stability_summary_folder_per_selection():
   assert folder(["diffaug", "ema"], [0, 1]) == "compare-diffaug+ema-s0+1"
   assert folder([], [0]) == "compare-all-s0"
   assert folder(["ema"], [1, 2]) != folder(["ema"], [1])
+  assert folder(["ema"], [0], "compare_check") == "compare_check-ema-s0"
+  assert folder([], [0, 1], "compare_check") == "compare_check"
 
 
 def test_stability_overrides_name_config_fields():
