@@ -28,7 +28,7 @@ Studies (the data is ../shared/data beside the repository, see its README):
                L1/PSNR/SSIM and FID per direction on the held-out pairs.
   signatures   DCGAN on the scanned signatures at 64 px, width 32: baseline,
                DiffAugment, DiffAugment + EMA (recalibrated BatchNorm
-               statistics); SWD, FID/KID of 2000 generated images against
+               statistics), DiffAugment + R1; SWD, FID/KID of 2000 generated images against
                the scans of the held-out signers (a fifth of the signers,
                never trained on).
 
@@ -240,6 +240,9 @@ STUDIES = {
             # (the Siamese study measured the stored averages worse).
             "diffaug_ema": (DIFFAUG, "--config.gan.ema_decay=0.999",
                             "--config.gan.bn_recalibrate=512"),
+            # Lazy R1 on the real scans (gamma 1, every 16 D updates, as in
+            # the pix2pix study) on top of DiffAugment.
+            "diffaug_r1": (DIFFAUG, "--config.gan.r1_weight=1.0"),
         },
         # 2000 generated scans against the held-out signers' (all of them).
         compare=dict(num=2000)),
