@@ -28,9 +28,9 @@ Studies (the data is ../shared/data beside the repository, see its README):
                L1/PSNR/SSIM and FID per direction on the held-out pairs.
   signatures   DCGAN on the scanned signatures at 64 px, width 32: baseline,
                DiffAugment, DiffAugment + EMA (recalibrated BatchNorm
-               statistics), DiffAugment + R1; SWD, FID/KID of 2000 generated images against
-               the scans of the held-out signers (a fifth of the signers,
-               never trained on).
+               statistics), DiffAugment + R1; SWD, FID/KID of 2000
+               generated images against the scans of the held-out signers
+               (a fifth of the signers, never trained on).
 
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
