@@ -35,7 +35,9 @@ def get_config(arg=None):
   ))
   # bn_recalibrate=N: sample with BatchNorm statistics of N fixed codes
   # (jaxgen/tasks/gan.py); on in siamese_gan.py, unmeasured here.
-  c.gan = configlib.gan_defaults(loss="bce", bn_recalibrate=0)
+  # truncation: sampling codes from N(0, 1) truncated to [-t, t] (0 = off;
+  # jaxgen/tasks/gan.py).
+  c.gan = configlib.gan_defaults(loss="bce", bn_recalibrate=0, truncation=0.0)
   if not (arg.demo or arg.tiny or arg.bench):
     # DiffAugment before every D call on the real scans: on the 274
     # training scans it lowered FID against held-out signers from 215 to

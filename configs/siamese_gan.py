@@ -72,8 +72,9 @@ def get_config(arg=None):
   # configs of older runs have it as model.ema_decay, which is still read.
   # bn_recalibrate: the sampling generator's BatchNorm statistics from 512
   # fixed codes (jaxgen/tasks/gan.py; README "Results" measures it).
+  # truncation: sampling codes from N(0, 1) truncated to [-t, t] (0 = off).
   c.gan = configlib.gan_defaults(loss="bce", ema_decay=arg.ema,
-                                 bn_recalibrate=512)
+                                 bn_recalibrate=512, truncation=0.0)
   c.g_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   c.d_optim = configlib.adam(lr=2e-4, b1=0.5, b2=0.999)
   batch_size = 64

@@ -110,6 +110,15 @@ def define_run_flags(fv: flags.FlagValues, workdir_help: str,
                        "the newest).", flag_values=fv)
 
 
+def define_truncation_flag(fv: flags.FlagValues):
+  """--truncation: sampling codes of GAN runs (jaxgen.run.load's argument)."""
+  flags.DEFINE_float(
+      "truncation", None, "GAN runs (gan, siamese_gan): draw the latent "
+      "codes from N(0, 1) truncated to [-t, t] (fewer, more typical "
+      "images; 0: no truncation; default: the run's config).",
+      flag_values=fv)
+
+
 def print_written(found: dict, out: str, what: str, detail: str):
   """The closing lines of a tool that writes files.
 

@@ -124,7 +124,8 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
                  step: Optional[int] = None, num: int = 2000,
                  batch_size: int = 64, seed: int = 0, extractor=None,
                  classifier_workdir: str = "",
-                 out_dir: str = "") -> Dict:
+                 out_dir: str = "",
+                 truncation: Optional[float] = None) -> Dict:
   """Every metric of one run (see the module docstring).
 
   Args:
@@ -138,13 +139,15 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
     extractor: Inception feature extractor, or None for no FID.
     classifier_workdir: a classifier run for label-conditioned cGANs.
     out_dir: where to save a sample grid of generated images ("" = none).
+    truncation: GAN runs: sample with this `gan.truncation` (None: the
+      stored one; jaxgen/tasks/gan.py).
 
   Returns:
     {"workdir", "group", "task", "dataset", "step", "which", "metrics",
     "notes"}.
   """
   config, task, state, step, which, test_ds = evaluate.load_run(
-      workdir, which, step)
+      workdir, which, step, truncation)
   name = os.path.basename(os.path.normpath(workdir))
   if task.translations():
     found, notes = _translation(task, state, config, test_ds, extractor,
@@ -243,7 +246,8 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
             which: str = "latest", step: Optional[int] = None,
             num: int = 2000, batch_size: int = 64, seed: int = 0,
             fid: bool = True, resize_mode: str = "bilinear-tf",
-            classifier_workdir: str = "", out_dir: str = "") -> Dict:
+            classifier_workdir: str = "", out_dir: str = "",
+            truncation: Optional[float] = None) -> Dict:
   """Evaluates every run and summarises them by group.
 
   Args:
@@ -258,6 +262,8 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
     resize_mode: Inception resize mode.
     classifier_workdir: a classifier run for label-conditioned cGANs.
     out_dir: folder for sample grids ("" = none).
+    truncation: GAN runs: sample every run with this `gan.truncation`
+      (None: each run's stored one).
 
   Returns:
     {"runs": [evaluate_one results], "groups": summarise(runs), "table":
@@ -282,7 +288,8 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
   runs = []
   for workdir, group in zip(workdirs, groups):
     runs.append(evaluate_one(workdir, group, which, step, num, batch_size,
-                             seed, extractor, classifier_workdir, out_dir))
+                             seed, extractor, classifier_workdir, out_dir,
+                             truncation))
     logging.info("%s (%s, step %d): %s", workdir, group, runs[-1]["step"],
                  runs[-1]["metrics"])
   summary = summarise(runs)
@@ -290,6 +297,7 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
           "notes": notes,
           "settings": {"which": which, "step": step, "num": num,
                        "seed": seed, "fid": extractor is not None,
+                       "truncation": truncation,
                        "resize_mode": resize_mode if extractor else None},
           "seconds": round(time.time() - start, 1)}
 

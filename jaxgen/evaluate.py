@@ -69,22 +69,24 @@ class EvaluationError(cli.UserError):
 
 
 def load_run(workdir: str, which: Optional[str] = None,
-             step: Optional[int] = None):
+             step: Optional[int] = None,
+             truncation: Optional[float] = None):
   """Restores a run (jaxgen.run.load) and builds its test split.
 
   Args:
     workdir: the run's workdir.
     which: "best" or "latest"; None picks best when the run has one.
     step: a specific step of `which` (default: the newest).
+    truncation: sample with this `gan.truncation` (None: the stored one).
 
   Returns:
     (config, task, state, step, which, test dataset).
 
   Raises:
-    jaxgen.run.RunError: no such workdir, no checkpoint in it, or one that
-      does not fit its config.
+    jaxgen.run.RunError: no such workdir, no checkpoint in it, one that
+      does not fit its config, or a truncation the run cannot use.
   """
-  r = run_lib.load(workdir, which, step)
+  r = run_lib.load(workdir, which, step, truncation)
   test_ds = pipeline.build(r.config.data, "test")
   return r.config, r.task, r.state, r.step, r.which, test_ds
 
@@ -201,7 +203,8 @@ def evaluate_run(workdir: str, which: Optional[str] = None,
                  num: Optional[int] = None, batch_size: int = 64,
                  out: Optional[str] = None,
                  resize_mode: Optional[str] = None,
-                 step: Optional[int] = None) -> Dict:
+                 step: Optional[int] = None,
+                 truncation: Optional[float] = None) -> Dict:
   """Evaluates a trained run (see the module docstring) and writes JSON.
 
   Args:
@@ -213,12 +216,15 @@ def evaluate_run(workdir: str, which: Optional[str] = None,
     resize_mode: Inception resize (default `config.eval.fid_resize`, else
       'bilinear-tf').
     step: a specific step of `which` (default: the newest).
+    truncation: GAN runs: sample with this `gan.truncation` (None: the
+      stored one).
 
   Returns:
     The report dict (also written to `out`; "out" holds the path).
   """
   start = time.time()
-  config, task, state, step, which, test_ds = load_run(workdir, which, step)
+  config, task, state, step, which, test_ds = load_run(workdir, which, step,
+                                                       truncation)
   eval_cfg = config.get("eval") or {}
   resize_mode = resize_mode or eval_cfg.get("fid_resize", "bilinear-tf")
   directions = task.translations()
@@ -254,9 +260,12 @@ def evaluate_run(workdir: str, which: Optional[str] = None,
   report.update(workdir=os.path.abspath(workdir), which=which, step=step,
                 task=config.task, dataset=config.data.name, split="test")
   report.update(_inception_info(extractor))
+  name = f"eval_{which}_{step}"
+  if truncation is not None:
+    report["truncation"] = truncation
+    name += f"_truncation{truncation:g}"  # Beside the untruncated report.
   report["seconds"] = round(time.time() - start, 1)
-  report["out"] = out or os.path.join(report["workdir"],
-                                      f"eval_{which}_{step}.json")
+  report["out"] = out or os.path.join(report["workdir"], name + ".json")
   write_json(report, report["out"])
   return report
 
@@ -396,7 +405,9 @@ def format_report(report: Dict) -> str:
              f"{report['dataset']} ({report['split']} split)"]
     if report["kind"] == "generative":
       lines.append(f"{report['num_fake']} generated vs {report['num_real']} "
-                   "real test images")
+                   "real test images" + (
+                       f", codes truncated to ±{report['truncation']:g}"
+                       if report.get("truncation") else ""))
     else:
       lines.append(f"{report['num_images']} test images translated")
   if "resize_mode" in report:
@@ -424,6 +435,7 @@ def format_report(report: Dict) -> str:
 def _define(fv: flags.FlagValues, argv: List[str]):
   del argv
   cli.define_run_flags(fv, "Run to evaluate.")
+  cli.define_truncation_flag(fv)
   flags.DEFINE_integer("num", None, "Generated images (default "
                        f"config.eval.fid_num or {DEFAULT_NUM}).",
                        flag_values=fv)
@@ -451,7 +463,7 @@ def _evaluate(fv: flags.FlagValues):
                               fv.resize or "bilinear-tf")
   else:
     report = evaluate_run(fv.workdir, fv.which, fv.num, fv.batch_size,
-                          fv.out, fv.resize, fv.step)
+                          fv.out, fv.resize, fv.step, fv.truncation)
   print(format_report(report))
 
 

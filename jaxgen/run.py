@@ -26,6 +26,7 @@ from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import tasks as tasks_lib
 from jaxgen.tasks import base as tasks_base
+from jaxgen.tasks import gan as gan_lib
 
 WHICH = ("best", "latest")
 
@@ -169,20 +170,24 @@ def checkpoint_steps(workdir: str) -> Dict[str, List[int]]:
 
 
 def load(workdir: str, which: Optional[str] = None,
-         step: Optional[int] = None) -> Run:
+         step: Optional[int] = None,
+         truncation: Optional[float] = None) -> Run:
   """Restores a run from its workdir and the config stored with it.
 
   Args:
     workdir: the run's workdir.
     which: "best" or "latest"; None picks best when the run kept one.
     step: a specific step of that kind (default: the newest).
+    truncation: GAN runs that draw latent codes (gan, siamese_gan): sample
+      with this `gan.truncation` instead of the stored one (0 = off;
+      jaxgen/tasks/gan.py). None keeps the stored value.
 
   Returns:
     A Run.
 
   Raises:
-    RunError: no such workdir, no checkpoint, or a checkpoint that does not
-      fit the stored config.
+    RunError: no such workdir, no checkpoint, a checkpoint that does not
+      fit the stored config, or a truncation the run cannot use.
   """
   workdir = os.path.abspath(workdir)
   if not os.path.isdir(workdir):
@@ -200,6 +205,8 @@ def load(workdir: str, which: Optional[str] = None,
         f"best: {steps['best'] or 'none'}). Train first with python -m "
         f"jaxgen.main --config=... --workdir={workdir}")
   config = ckpt_lib.stored_config(workdir, which)
+  if truncation is not None:
+    config = with_truncation(config, truncation, workdir)
   task = tasks_lib.get_task(config)
   target = abstract_state(task, config.seed)
   ckpt = ckpt_lib.Checkpointer(
@@ -214,6 +221,35 @@ def load(workdir: str, which: Optional[str] = None,
     ckpt.close()
   return Run(workdir, config, task, state, int(meta["step"]), which,
              dict(meta.get("metrics", {})))
+
+
+def with_truncation(config: ml_collections.ConfigDict, value: float,
+                    workdir: str = "") -> ml_collections.ConfigDict:
+  """A copy of a run's config that samples with `gan.truncation` = value.
+
+  Args:
+    config: a stored run config.
+    value: the truncation bound (0 = off).
+    workdir: the run's folder (or a description), for messages.
+
+  Returns:
+    The copy.
+
+  Raises:
+    RunError: the run draws no latent codes (only gan and siamese_gan do),
+      or `value` is not 0 or a positive number.
+  """
+  if not hasattr(tasks_lib.task_class(config.task), "sampling_z"):
+    raise RunError(
+        "Truncation applies to runs that sample latent codes (gan, "
+        f"siamese_gan), not to {workdir or 'this run'} ({config.task!r}).")
+  try:
+    gan_lib.check_truncation(value)
+  except ValueError as e:
+    raise RunError(str(e)) from e
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.gan.truncation = float(value)
+  return config
 
 
 def abstract_state(task, seed: int = 0):

@@ -182,7 +182,8 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
                seed: int = 0, which: Optional[str] = None,
                step: Optional[int] = None, interpolate: bool = False,
                reconstruct_path: Optional[str] = None, walk_steps: int = 8,
-               batch_size: int = 64) -> Dict:
+               batch_size: int = 64,
+               truncation: Optional[float] = None) -> Dict:
   """Writes samples (and VAE walks and reconstructions) under `out`.
 
   Args:
@@ -196,6 +197,8 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
     reconstruct_path: an image file or folder to reconstruct (VAE).
     walk_steps: images per walk.
     batch_size: images per model call.
+    truncation: GAN runs: sample with this `gan.truncation` (with a
+      workdir; None: the stored one).
 
   Returns:
     {"written": [paths], "skipped": [(path, reason)], "step"}.
@@ -205,7 +208,7 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
     cli.UserError: the run cannot do what was asked.
   """
   r = workdir if isinstance(workdir, run_lib.Run) else run_lib.load(
-      workdir, which, step)
+      workdir, which, step, truncation)
   vae_only = interpolate or reconstruct_path
   if vae_only and not callable(getattr(r.task, "encode", None)):
     raise cli.UserError(f"--interpolate and --reconstruct need a VAE run; "
@@ -252,6 +255,7 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
 def _define(fv: flags.FlagValues, argv: List[str]):
   del argv
   cli.define_run_flags(fv, "The VAE, GAN or Siamese GAN run to sample.")
+  cli.define_truncation_flag(fv)
   flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
   flags.DEFINE_integer("num", 64, "Images to draw (0: none).", lower_bound=0,
                        flag_values=fv)
@@ -271,7 +275,7 @@ def _define(fv: flags.FlagValues, argv: List[str]):
 def _sample(fv: flags.FlagValues):
   found = sample_run(fv.workdir, fv.out, fv.num, fv.seed, fv.which, fv.step,
                      fv.interpolate, fv.reconstruct, fv.walk_steps,
-                     fv.batch_size)
+                     fv.batch_size, fv.truncation)
   cli.print_written(found, fv.out, "file(s)", f"step {found['step']}")
 
 

@@ -68,6 +68,7 @@ def define(fv: flags.FlagValues, argv: List[str]):
                     "Inception resize mode.", flag_values=fv)
   flags.DEFINE_string("classifier", "", "Classifier workdir for label-"
                       "conditioned cGAN runs.", flag_values=fv)
+  cli.define_truncation_flag(fv)
   flags.mark_flags_as_required(["workdirs", "out"], flag_values=fv)
 
 
@@ -79,7 +80,8 @@ def run(fv: flags.FlagValues):
   os.makedirs(fv.out, exist_ok=True)
   result = compare_lib.compare(
       fv.workdirs, fv.group, fv.which, fv.step, fv.num, fv.batch_size,
-      fv.seed, not fv.no_fid, fv.resize, fv.classifier, fv.out)
+      fv.seed, not fv.no_fid, fv.resize, fv.classifier, fv.out,
+      fv.truncation)
   path = compare_lib.write(result, fv.out)
   print(result["table"])
   for note in result["notes"]:

@@ -38,6 +38,9 @@ an interrupted one from its checkpoint), so rerunning the command continues
 a study. --steps replaces every recipe's step budget (smoke tests). The
 summary (launch/compare.py's) goes to OUT/STUDY/compare, or, for a selection
 of recipes or seeds, to its own folder, e.g. OUT/STUDY/compare-ema-s0.
+--truncation=0.7,0.5 (GAN studies: siamese, signatures) scores the runs
+again with their sampling codes truncated at each bound, each into its own
+folder, e.g. OUT/STUDY/compare-truncation0.7.
 """
 
 import os
@@ -54,6 +57,9 @@ sys.path.insert(0, ROOT)
 # pylint: disable=g-import-not-at-top
 from jaxgen import cli
 from jaxgen import compare as compare_lib
+from jaxgen import configlib
+from jaxgen import run as run_lib
+from jaxgen import tasks as tasks_lib
 # pylint: enable=g-import-not-at-top
 
 DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
@@ -337,7 +343,42 @@ def define(fv: flags.FlagValues, argv: List[str]):
                     flag_values=fv)
   flags.DEFINE_bool("dry_run", False, "Print the commands only.",
                     flag_values=fv)
+  flags.DEFINE_list("truncation", [], "GAN studies: also score the runs "
+                    "with their sampling codes truncated at each of these "
+                    "bounds (jaxgen/tasks/gan.py), each in its own folder.",
+                    flag_values=fv)
   flags.mark_flags_as_required(["study"], flag_values=fv)
+
+
+def truncations(name: str, values: Sequence[str]) -> List[float]:
+  """The --truncation bounds, checked against the study's task.
+
+  Args:
+    name: the study's name.
+    values: the flag's strings.
+
+  Returns:
+    The bounds as floats.
+
+  Raises:
+    cli.UsageError: a value that is not a bound, or a study whose runs
+      draw no latent codes.
+  """
+  if not values:
+    return []
+  try:
+    bounds = [float(v) for v in values]
+  except ValueError as e:
+    raise cli.UsageError(f"--truncation must be numbers, got {values}."
+                         ) from e
+  config = configlib.load_config_file(
+      os.path.join(ROOT, STUDIES[name].config))
+  for t in bounds:
+    try:
+      run_lib.with_truncation(config, t, f"the {name} study's runs")
+    except run_lib.RunError as e:
+      raise cli.UsageError(f"--truncation: {e}") from e
+  return bounds
 
 
 def run(fv: flags.FlagValues):
@@ -353,6 +394,7 @@ def run(fv: flags.FlagValues):
     raise cli.UsageError(f"--recipes: {', '.join(unknown)} not in study "
                          f"{fv.study} (its recipes: "
                          f"{', '.join(study.recipes)}).")
+  bounds = truncations(fv.study, fv.truncation)
   runs = commands(study, out, seeds, fv.steps, fv.recipes)
   for workdir, cmd in runs:
     if fv.dry_run:
@@ -388,11 +430,16 @@ def run(fv: flags.FlagValues):
     scorings.append((compare_folder(fv.recipes, seeds, "compare_check"),
                      check, False,
                      f"Scored by {check} (another architecture):\n"))
-  for folder, classifier, fid, heading in scorings:
+  scorings = [(*s, None) for s in scorings] + [
+      (f"{compare_folder(fv.recipes, seeds)}-truncation{t:g}", "",
+       not fv.no_fid, f"Sampling codes truncated to ±{t:g}:\n", t)
+      for t in bounds]
+  for folder, classifier, fid, heading, truncation in scorings:
     folder = os.path.join(out, folder)
     result = compare_lib.compare(
         [w for w, _ in recipes], [g for _, g in recipes], fid=fid,
-        classifier_workdir=classifier, out_dir=folder, **study.compare)
+        classifier_workdir=classifier, out_dir=folder, truncation=truncation,
+        **study.compare)
     path = compare_lib.write(result, folder)
     print(heading + result["table"])
     print(f"Wrote {path}")

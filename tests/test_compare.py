@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxgen import compare as compare_lib
 from jaxgen import run as run_lib
+from jaxgen import sample
 from jaxgen.data import pipeline
 from jaxgen.tasks import base
 from tests import clis
@@ -63,6 +66,45 @@ def test_groups_of_a_generative_and_a_translation_run(tiny_run, tmp_path,
   assert lines[3].startswith(f"| p | 1 | - | {l1:.4g} |")
   assert (out / "samples_" f"{os.path.basename(gan)}.png").exists()
   assert summary["table"] in table
+
+
+@pytest.mark.xdist_group("tiny_cgan")
+def test_truncation_samples_a_stored_run_with_truncated_codes(tiny_run,
+                                                              tmp_path):
+  """--truncation: the run is restored with gan.truncation set (its stored
+  config unchanged) and scored on images of truncated codes; runs without
+  latent codes and bad bounds are one RunError each."""
+  gan = tiny_run("gan").result.workdir
+  plain = run_lib.load(gan, "latest")
+  assert plain.config.gan.truncation == 0
+  cut = run_lib.load(gan, "latest", truncation=0.5)
+  assert cut.config.gan.truncation == 0.5
+  assert run_lib.load(gan, "latest").config.gan.truncation == 0
+  key = jax.random.key(3)
+  z = cut.task.sampling_z(key, 8)
+  assert float(jnp.abs(z).max()) <= 0.5
+  want = base.to_unit(plain.task.gen.apply(
+      plain.task.eval_state(plain.state).g.variables(), z, train=False))
+  np.testing.assert_allclose(cut.generate(key, 8), want, atol=1e-5)
+  assert np.abs(np.asarray(plain.generate(key, 8)) - want).max() > 1e-3
+  result = compare_lib.compare([gan, gan], ["g", "g"], fid=False, num=16,
+                               batch_size=8, truncation=0.5)
+  assert result["settings"]["truncation"] == 0.5
+  untruncated = compare_lib.compare([gan], fid=False, num=16, batch_size=8)
+  assert (result["runs"][0]["metrics"]["swd"]
+          != untruncated["runs"][0]["metrics"]["swd"])
+  with pytest.raises(run_lib.RunError, match=r"\(gan, siamese_gan\)"):
+    run_lib.load(tiny_run("cgan").result.workdir, truncation=0.5)
+  for bad in (-1.0, float("nan"), float("inf")):
+    with pytest.raises(run_lib.RunError, match="gan.truncation"):
+      run_lib.load(gan, truncation=bad)
+  status = clis.launch_module("compare").main(
+      [f"--workdirs={tiny_run('cgan').result.workdir}", "--truncation=0.5",
+       f"--out={tmp_path}", "--no_fid"])
+  assert status == 1
+  assert sample.main([f"--workdir={gan}", f"--out={tmp_path / 's'}",
+                      "--num=4", "--truncation=0.5"]) == 0
+  assert len(os.listdir(tmp_path / "s" / "samples")) == 4
 
 
 def test_usage_errors_and_the_former_name():

@@ -139,6 +139,15 @@ def test_evaluate_cli_on_trained_run(run_dir, capsys):
     report = json.load(f)
   assert report["step"] == 4 and report["num_fake"] == 8
 
+  # Truncated codes: another FID, in a report beside the untruncated one.
+  assert evaluate.main(["--workdir", run_dir, "--which=latest", "--num=8",
+                        "--batch_size=4", "--truncation=0.5"]) == 0
+  assert "codes truncated to ±0.5" in capsys.readouterr().out
+  with open(os.path.join(run_dir, "eval_latest_4_truncation0.5.json")) as f:
+    cut = json.load(f)
+  assert cut["truncation"] == 0.5 and cut["num_fake"] == 8
+  assert cut["metrics"]["fid"] != pytest.approx(report["metrics"]["fid"])
+
 
 def _write_images(folder, seed, num=8, sizes=((16, 16),), grey_every=0):
   rng = np.random.default_rng(seed)

@@ -409,6 +409,24 @@ def test_stability_study_commands():
                          "--dry_run"]) == 2
 
 
+def test_stability_truncation_only_for_gan_studies(capsys):
+  """--truncation: bounds for the studies whose runs draw latent codes; a
+  translation study or a bad bound is one usage error before any run."""
+  stability = clis.launch_module("stability")
+  assert stability.truncations("siamese", ["0.7", "0.5"]) == [0.7, 0.5]
+  assert stability.truncations("signatures", []) == []
+  assert stability.main(["--study", "siamese", "--truncation", "0.7",
+                         "--dry_run", "--out", "/nonexistent"]) == 0
+  capsys.readouterr()
+  assert stability.main(["--study", "pix2pix", "--truncation", "0.7",
+                         "--dry_run"]) == 2
+  assert "not to the pix2pix study's runs ('cgan')" in capsys.readouterr().err
+  for bad in ("-1", "x"):
+    assert stability.main(["--study", "siamese", "--truncation", bad,
+                           "--dry_run"]) == 2
+    assert "--truncation" in capsys.readouterr().err
+
+
 def test_stability_summary_folder_per_selection():
   """A study's selection of recipes or seeds is summarised in its own folder
   (scoring one new recipe kept overwriting the summary of all the others)."""

@@ -283,6 +283,38 @@ def test_bn_recalibrate_samples_with_the_codes_own_statistics(ema):
       state).batch_stats is g.batch_stats
 
 
+def test_truncation_bounds_the_sampling_codes_only():
+  """gan.truncation=t: samples, generate and eval draw codes from N(0, 1)
+  truncated to [-t, t] (its standard deviation known in closed form);
+  training codes and the BatchNorm recalibration stay N(0, I); 0 is off."""
+  t = 0.5
+  task, state, _ = _task(**{"gan.ema_decay": 0.9, "gan.bn_recalibrate": 32,
+                            "gan.truncation": t})
+  off, _, _ = _task(**{"gan.ema_decay": 0.9, "gan.bn_recalibrate": 32})
+  z = task.sampling_z(_key(5), 512)
+  assert float(jnp.abs(z).max()) <= t
+  # Var of N(0, 1) on [-t, t]: 1 - 2 t phi(t) / (2 Phi(t) - 1).
+  phi = np.exp(-t * t / 2) / np.sqrt(2 * np.pi)
+  two_cdf_minus_1 = float(jax.scipy.special.erf(t / np.sqrt(2)))
+  want_std = np.sqrt(1 - 2 * t * phi / two_cdf_minus_1)
+  assert float(jnp.std(z)) == pytest.approx(want_std, rel=0.03)
+  np.testing.assert_array_equal(off.sampling_z(_key(5), 4),
+                                off.sample_z(_key(5), 4))
+  np.testing.assert_array_equal(task.sample_z(_key(5), 4),
+                                off.sample_z(_key(5), 4))
+  g = task.sampling_generator(state)
+  for a, b in zip(jax.tree.leaves(g.variables()),
+                  jax.tree.leaves(off.sampling_generator(state).variables())):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(
+      task.generate(state, _key(3), 4),
+      (task.gen.apply(g.variables(), task.sampling_z(_key(3), 4),
+                      train=False) + 1) / 2, atol=1e-5)
+  for bad in (-0.5, float("nan"), float("inf")):
+    with pytest.raises(ValueError, match="gan.truncation"):
+      _task(**{"gan.truncation": bad})
+
+
 def test_eval_state_computes_the_sampling_generator_once():
   """eval_state: eval_step, samples and generate give the same results on
   the prepared state, whose generator is used as it is (no second

@@ -20,6 +20,25 @@ def known_tasks():
   return sorted(_TASKS)
 
 
+def task_class(name):
+  """The class registered for a task name (imports its module).
+
+  Args:
+    name: a task name (config.task).
+
+  Returns:
+    The class.
+
+  Raises:
+    ValueError: for an unknown task name, listing the known ones.
+  """
+  if name not in _TASKS:
+    raise ValueError(f"Unknown task {name!r} (config.task); known tasks: "
+                     f"{', '.join(known_tasks())}.")
+  module, cls = _TASKS[name].split(":")
+  return getattr(importlib.import_module(module), cls)
+
+
 def get_task(config):
   """Instantiates the task named by `config.task`.
 
@@ -32,9 +51,4 @@ def get_task(config):
   Raises:
     ValueError: for an unknown task name, listing the known ones.
   """
-  name = config.get("task", None)
-  if name not in _TASKS:
-    raise ValueError(f"Unknown task {name!r} (config.task); known tasks: "
-                     f"{', '.join(known_tasks())}.")
-  module, cls = _TASKS[name].split(":")
-  return getattr(importlib.import_module(module), cls)(config)
+  return task_class(config.get("task", None))(config)
