@@ -29,6 +29,8 @@ def get_config(arg=None):
       z_dim=100,
       g_width=64,         # Generator channels at the last block; x2 per level.
       d_width=64,         # Discriminator channels at the first block.
+      d_norm="batch",     # D normalisation: "batch" (DCGAN), "layer", "none"
+                          # (a WGAN-GP critic: jaxgen/models/dcgan.py).
       max_width=512,
       upsample_impl="auto",
       downsample_impl="auto",

@@ -67,6 +67,27 @@ def test_dcgan_shapes(res, channels):
   assert ("batch_stats" in dv) == (res > 8)
 
 
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_dcgan_discriminator_norms(norm):
+  """model.d_norm: with "layer" or "none" each example's logit in training
+  mode depends on that example alone (what a per-example gradient penalty
+  assumes); BatchNorm couples the batch. Biases only where no norm follows."""
+  disc = dcgan.Discriminator(width=4, max_width=8, norm=norm)
+  x = jax.random.normal(_key(0), (3, 16, 16, 1))
+  v = jax.jit(disc.init)(_key(1), x)
+  params = v["params"]
+  assert ("bias" in params["DownConv_1"]) == (norm == "none")
+  assert ("LayerNorm_0" in params) == (norm == "layer")
+  assert ("batch_stats" in v) == (norm == "batch")
+  run = jax.jit(lambda v, x: disc.apply(v, x, train=True,
+                                        mutable=["batch_stats"])[0])
+  other = x.at[1:].set(jax.random.normal(_key(2), (2, 16, 16, 1)))
+  moved = abs(float(run(v, x)[0] - run(v, other)[0]))
+  assert (moved > 1e-4) == (norm == "batch"), moved
+  with pytest.raises(ValueError, match="model.d_norm"):
+    dcgan.Discriminator(width=4, norm="group").init(_key(1), x)
+
+
 def test_dcgan_bfloat16_compute_keeps_float32_params():
   z = jnp.ones((2, 3))
   gen = dcgan.Generator(res=16, channels=1, width=4, max_width=8,

@@ -2,13 +2,15 @@
 resolution >= 8 and any channel count.
 
 Generator: z -> dense 4x4 -> [UpConv, BatchNorm, ReLU]* -> UpConv -> tanh.
-Discriminator: [DownConv, (BatchNorm), LeakyReLU(0.2)]* -> dense -> logit.
+Discriminator: [DownConv, (norm), LeakyReLU(0.2)]* -> dense -> logit.
 
-`spectral_norm=True` (`gan.d_spectral_norm`) spectrally normalises every
-DownConv kernel and the dense layer's (jaxgen/models/normalization.py). The
-BatchNorm layers stay: normalisation layers are configured separately from
-spectral normalisation in every family (this one has no switch; the Siamese
-and PatchGAN discriminators have `model.d_norm` / `model.norm`).
+The discriminator's `norm` (`model.d_norm`) is DCGAN's BatchNorm by
+default, or per-example LayerNorm or none: a gradient penalty (WGAN-GP, R1)
+is a per-example quantity that batch statistics couple across the batch,
+so the WGAN-GP paper drops BatchNorm from its critic. `spectral_norm=True`
+(`gan.d_spectral_norm`) spectrally normalises every DownConv kernel and the
+dense layer's (jaxgen/models/normalization.py); the normalisation layers
+are configured separately from it in every family.
 """
 
 from typing import Optional
@@ -19,6 +21,48 @@ import jax.numpy as jnp
 from jaxgen.models import layers
 from jaxgen.models import normalization
 from jaxgen.models.vae import level_widths, num_levels
+
+NORMS = ("batch", "layer", "none")
+
+
+def down_blocks(x, widths, norm: str, spectral_norm: bool, train: bool,
+                downsample_impl: Optional[str] = None, dtype=None):
+  """[DownConv, (norm), LeakyReLU(0.2)] per width, inside a compact method.
+
+  The layers are named in the calling module's scope (DownConv_i,
+  BatchNorm_j, ...), as if written there: checkpoints of discriminators
+  that spelt this loop out restore unchanged.
+
+  Args:
+    x: images [b, h, w, c].
+    widths: output channels per block.
+    norm: one of NORMS; the first block is never normalised (DCGAN).
+    spectral_norm: spectrally normalise the convolution kernels.
+    train: training mode (batch statistics, power iterations).
+    downsample_impl: see layers.DownConv.
+    dtype: compute dtype.
+
+  Returns:
+    The last block's activations [b, h / 2^k, w / 2^k, widths[-1]].
+
+  Raises:
+    ValueError: an unknown norm.
+  """
+  if norm not in NORMS:
+    raise ValueError(f"Unknown discriminator norm {norm!r} (model.d_norm); "
+                     f"valid: {', '.join(NORMS)}.")
+  for i, w in enumerate(widths):
+    # A bias where no normalisation follows (it would be subtracted).
+    conv = layers.DownConv(w, use_bias=i == 0 or norm == "none",
+                           impl=downsample_impl, dtype=dtype)
+    x = normalization.spectral(conv, spectral_norm, train)(x)
+    if i and norm == "batch":
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                       dtype=dtype)(x)
+    elif i and norm == "layer":
+      x = nn.LayerNorm(dtype=dtype)(x)
+    x = nn.leaky_relu(x, 0.2)
+  return x
 
 
 class Generator(nn.Module):
@@ -67,24 +111,21 @@ class Discriminator(nn.Module):
     spectral_norm: spectrally normalise every weight (state in
       "batch_stats"; training calls store one power iteration each).
     dtype: compute dtype.
+    norm: "batch" (DCGAN), "layer" or "none" (module docstring).
   """
   width: int = 64
   max_width: int = 512
   downsample_impl: Optional[str] = None
   spectral_norm: bool = False
   dtype: Optional[jnp.dtype] = None
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     sn = lambda layer: normalization.spectral(layer, self.spectral_norm, train)
     widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
-    for i, w in enumerate(widths):
-      x = sn(layers.DownConv(w, use_bias=i == 0, impl=self.downsample_impl,
-                             dtype=self.dtype))(x)
-      if i:  # DCGAN: no normalisation on the first block.
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         dtype=self.dtype)(x)
-      x = nn.leaky_relu(x, 0.2)
+    x = down_blocks(x, widths, self.norm, self.spectral_norm, train,
+                    self.downsample_impl, self.dtype)
     # A dense layer on the 4x4 map is the classic 4x4 "valid" convolution.
     out = sn(nn.Dense(1, dtype=self.dtype))(x.reshape(x.shape[0], -1))
     return out[:, 0].astype(jnp.float32)

@@ -28,11 +28,9 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxgen.models import layers
+from jaxgen.models import dcgan
 from jaxgen.models import normalization
 from jaxgen.models.vae import level_widths, num_levels
-
-NORMS = ("batch", "layer", "none")
 
 
 class Encoder(nn.Module):
@@ -56,20 +54,9 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    if self.norm not in NORMS:
-      raise ValueError(f"Unknown encoder norm {self.norm!r}; valid: "
-                       f"{', '.join(NORMS)}.")
     widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
-    for i, w in enumerate(widths):
-      conv = layers.DownConv(w, use_bias=i == 0 or self.norm == "none",
-                             impl=self.downsample_impl, dtype=self.dtype)
-      x = normalization.spectral(conv, self.spectral_norm, train)(x)
-      if i and self.norm == "batch":
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         dtype=self.dtype)(x)
-      elif i and self.norm == "layer":
-        x = nn.LayerNorm(dtype=self.dtype)(x)
-      x = nn.leaky_relu(x, 0.2)
+    x = dcgan.down_blocks(x, widths, self.norm, self.spectral_norm, train,
+                          self.downsample_impl, self.dtype)
     return x.reshape(x.shape[0], -1)
 
 

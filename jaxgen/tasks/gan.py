@@ -104,7 +104,8 @@ class GANTask(base.Task):
     disc = dcgan.Discriminator(
         width=m.d_width, max_width=m.max_width,
         downsample_impl=m.get("downsample_impl"),
-        spectral_norm=self.config.gan.get("d_spectral_norm", False))
+        spectral_norm=self.config.gan.get("d_spectral_norm", False),
+        norm=m.get("d_norm", "batch"))
     return gen, disc
 
   def init_state(self, rng, batch=None):
