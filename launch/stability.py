@@ -28,7 +28,7 @@ Studies (the data is ../shared/data beside the repository, see its README):
                L1/PSNR/SSIM and FID per direction on the held-out pairs.
   signatures   DCGAN on the scanned signatures at 64 px, width 32: baseline,
                DiffAugment, DiffAugment + EMA (recalibrated BatchNorm
-               statistics), DiffAugment + R1; SWD, FID/KID of 2000
+               statistics), DiffAugment + R1, DiffAugment + WGAN-GP; SWD, FID/KID of 2000
                generated images against the scans of the held-out signers
                (a fifth of the signers, never trained on).
 
@@ -249,6 +249,18 @@ STUDIES = {
             # Lazy R1 on the real scans (gamma 1, every 16 D updates, as in
             # the pix2pix study) on top of DiffAugment.
             "diffaug_r1": (DIFFAUG, "--config.gan.r1_weight=1.0"),
+            # WGAN-GP as its paper trains it (Gulrajani et al. 2017): the
+            # Wasserstein critic loss, gradient penalty 10, five critic
+            # updates per G update, Adam 1e-4 with betas (0, 0.9), a
+            # critic without BatchNorm (per-example LayerNorm); with
+            # DiffAugment, as the other recipes the baseline lost to.
+            "diffaug_wgan_gp": (
+                DIFFAUG, "--config.gan.loss=wgan", "--config.gan.gp_weight=10",
+                "--config.gan.d_steps=5", "--config.model.d_norm=layer",
+                *(f"--config.{opt}.{field}={value}"
+                  for opt in ("g_optim", "d_optim")
+                  for field, value in (("lr", 1e-4), ("b1", 0.0),
+                                       ("b2", 0.9)))),
         },
         # 2000 generated scans against the held-out signers' (all of them).
         compare=dict(num=2000)),
