@@ -74,17 +74,22 @@ def test_gan_discriminator_updates_lower_its_loss_with_g_fixed():
 
 
 def test_gan_alternation_schedule():
-  """d_steps=2: G is updated on every second call only."""
+  """d_steps=2: G is updated on every second call only. The critic is a
+  WGAN-GP one without BatchNorm (model.d_norm=layer): it has no batch
+  statistics, which the D step must not expect."""
   config = configlib.load_config_file(f"{ROOT}/configs/gan.py:tiny")
-  config.gan.d_steps = 2
+  config.gan.update(d_steps=2, loss="wgan", gp_weight=10.0)
+  config.model.d_norm = "layer"
   task = gan_task.GANTask(config)
   batch = _batch()
   state = task.init_state(jax.random.key(0), batch)
+  assert state.d.batch_stats is None
   step = jax.jit(task.train_step)
   g_steps, d_steps = [], []
   for i in range(4):
-    state, _ = step(state, batch, jax.random.key(i))
+    state, m = step(state, batch, jax.random.key(i))
     g_steps.append(int(state.g.step))
     d_steps.append(int(state.d.step))
+    assert float(m["d_gp"]) > 0 and np.isfinite(float(m["d_loss"]))
   assert d_steps == [1, 2, 3, 4]
   assert g_steps == [0, 1, 1, 2]

@@ -226,7 +226,8 @@ class GANTask(base.Task):
     v = d.variables(d_params)
     real_logits, upd = self.disc.apply(v, self.reg.augment(real, real_rng),
                                        mutable=["batch_stats"])
-    v1 = dict(v, batch_stats=upd["batch_stats"])
+    # A D without normalisation or spectral norm (model.d_norm) has none.
+    v1 = regularizers.with_stats(v, upd.get("batch_stats"))
     fake_logits, upd = self.disc.apply(v1, self.reg.augment(fake, fake_rng),
                                        mutable=["batch_stats"])
     loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits,
@@ -236,7 +237,7 @@ class GANTask(base.Task):
     metrics.update({"d_loss": loss,
                     "d_real": losses.mean_sigmoid(real_logits),
                     "d_fake": losses.mean_sigmoid(fake_logits)})
-    return loss, (metrics, upd["batch_stats"])
+    return loss, (metrics, upd.get("batch_stats"))
 
   def g_loss(self, g_params, state, real, rng):
     """Generator loss (mean), metrics and new G batch statistics."""
