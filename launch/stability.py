@@ -28,9 +28,9 @@ Studies (the data is ../shared/data beside the repository, see its README):
                L1/PSNR/SSIM and FID per direction on the held-out pairs.
   signatures   DCGAN on the scanned signatures at 64 px, width 32: baseline,
                DiffAugment, DiffAugment + EMA (recalibrated BatchNorm
-               statistics), DiffAugment + R1, DiffAugment + WGAN-GP; SWD, FID/KID of 2000
-               generated images against the scans of the held-out signers
-               (a fifth of the signers, never trained on).
+               statistics), DiffAugment + R1, DiffAugment + WGAN-GP; SWD,
+               FID/KID of 2000 generated images against the scans of the
+               held-out signers (a fifth of the signers, never trained on).
 
 Each run is `python -m jaxgen.main` in OUT/STUDY/RECIPE_sSEED with
 `--config.seed=SEED`; a finished run is not trained again (the loop resumes
@@ -59,7 +59,6 @@ from jaxgen import cli
 from jaxgen import compare as compare_lib
 from jaxgen import configlib
 from jaxgen import run as run_lib
-from jaxgen import tasks as tasks_lib
 # pylint: enable=g-import-not-at-top
 
 DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
@@ -253,7 +252,7 @@ STUDIES = {
             # Wasserstein critic loss, gradient penalty 10, five critic
             # updates per G update, Adam 1e-4 with betas (0, 0.9), a
             # critic without BatchNorm (per-example LayerNorm); with
-            # DiffAugment, as the other recipes the baseline lost to.
+            # DiffAugment, which beat the baseline in this study.
             "diffaug_wgan_gp": (
                 DIFFAUG, "--config.gan.loss=wgan", "--config.gan.gp_weight=10",
                 "--config.gan.d_steps=5", "--config.model.d_norm=layer",
