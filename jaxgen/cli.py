@@ -114,8 +114,9 @@ def define_truncation_flag(fv: flags.FlagValues):
   """--truncation: sampling codes of GAN runs (jaxgen.run.load's argument)."""
   flags.DEFINE_float(
       "truncation", None, "GAN runs (gan, siamese_gan): draw the latent "
-      "codes from N(0, 1) truncated to [-t, t] (fewer, more typical "
-      "images; 0: no truncation; default: the run's config).",
+      "codes from N(0, 1) truncated to [-t, t] (0: no truncation; default: "
+      "the run's config). DCGAN generators wash out with it (README "
+      "\"Results\").",
       flag_values=fv)
 
 
