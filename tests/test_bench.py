@@ -69,3 +69,14 @@ def test_table_and_errors(capsys):
                      "1"]) == 1
   out = capsys.readouterr().out
   assert "Unknown config option 'nosuch'" in out and "valid options" in out
+
+
+def test_penalty_bench_times_every_case(capsys):
+  """benchmarks/penalty_bench.py: one line per (penalty, lowering)."""
+  from benchmarks import penalty_bench  # pylint: disable=g-import-not-at-top
+  assert penalty_bench.main(["--res=8", "--width=4", "--batch=2",
+                             "--impls=matmul", "--reps=1"]) == 0
+  lines = capsys.readouterr().out.splitlines()[1:]
+  assert [line.split()[:2] for line in lines] == [
+      [p, i] for p in penalty_bench.PENALTIES for i in ("auto", "matmul")]
+  assert all(float(line.split()[2]) > 0 for line in lines)

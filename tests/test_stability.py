@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from jaxgen import diffaugment, losses, tasks
+from jaxgen.models import dcgan
+from jaxgen.models import layers
 from jaxgen.tasks import regularizers
 from tests.conftest import tiny_config
 
@@ -174,6 +176,28 @@ def test_gradient_penalty_interpolates_per_example():
   np.testing.assert_allclose(pen, (4 * (1 - eps) - 1) ** 2, rtol=1e-4,
                              atol=1e-6)
   assert float(jnp.std(pen)) > 0.5  # One eps per example.
+
+
+def test_penalties_use_the_second_order_lowering():
+  """Penalty calls of D run the DownConv lowering chosen for second-order
+  differentiation on CPU ('matmul'; 'mixed' is several times slower there,
+  benchmarks/penalty_bench.py) with the same parameters and outputs; an
+  explicitly configured lowering is kept."""
+  assert layers.second_order_down_impl(None, "cpu") == "matmul"
+  assert layers.second_order_down_impl("auto", "cpu") == "matmul"
+  assert layers.second_order_down_impl("conv", "cpu") == "conv"
+  assert layers.second_order_down_impl(None, "gpu") is None
+  disc = dcgan.Discriminator(width=4, max_width=8, norm="layer")
+  x = _images((3, 16, 16, 1))
+  v = disc.init(jax.random.key(0), x)
+  cut = regularizers.for_penalties(disc)
+  assert cut.downsample_impl == layers.second_order_down_impl(None)
+  np.testing.assert_allclose(cut.apply(v, x), disc.apply(v, x), atol=1e-5)
+  gp = lambda m: losses.gradient_penalty(lambda y: m.apply(v, y), x,
+                                         jnp.flip(x, 0), jax.random.key(1))
+  np.testing.assert_allclose(gp(cut), gp(disc), rtol=1e-4)
+  fixed = disc.clone(downsample_impl="conv")
+  assert regularizers.for_penalties(fixed) is fixed
 
 
 def test_r1_known_values():

@@ -89,6 +89,11 @@ _DEFAULTS = {
 }
 _VALID = {"up": UP_IMPLS, "down": DOWN_IMPLS}
 _REFERENCE = {"up": "transpose", "down": "conv"}
+# Downsampling under second-order differentiation (gradient penalties
+# differentiate D's input gradient again): 'mixed' is the fastest first-order
+# lowering on CPU but its custom VJP is slow to differentiate; 'matmul' is
+# several times faster there (`python benchmarks/penalty_bench.py`).
+_SECOND_ORDER_DOWN = {"cpu": "matmul"}
 
 
 def default_impl(kind: str, backend: Optional[str] = None) -> str:
@@ -105,6 +110,23 @@ def default_impl(kind: str, backend: Optional[str] = None) -> str:
     raise ValueError(f"Unknown kind {kind!r}; valid: {sorted(_DEFAULTS)}.")
   backend = backend or jax.default_backend()
   return _DEFAULTS[kind].get(backend, _REFERENCE[kind])
+
+
+def second_order_down_impl(impl: Optional[str],
+                           backend: Optional[str] = None) -> Optional[str]:
+  """The DownConv lowering for calls that are differentiated twice.
+
+  Args:
+    impl: the configured implementation (None/'auto': the backend default).
+    backend: a JAX backend name; defaults to `jax.default_backend()`.
+
+  Returns:
+    `impl` when set explicitly, else the backend's choice for second-order
+    use (the first-order default where it has none).
+  """
+  if impl not in (None, "auto"):
+    return impl
+  return _SECOND_ORDER_DOWN.get(backend or jax.default_backend(), impl)
 
 
 def resolve_impl(kind: str, impl: Optional[str]) -> str:

@@ -203,8 +203,9 @@ class GANTask(base.Task):
   def d_penalties(self, v, d, real, fake, rng):
     """GP and R1 terms of D's loss (regularizers.Regularizers.d_terms)."""
     aug_rng, gp_rng = self.reg.split(rng, 2)
+    disc = regularizers.for_penalties(self.disc)
     d_fn = lambda x: self.d_logits(regularizers.apply_d(
-        self.disc, v, self.reg.augment(x, aug_rng))[0])
+        disc, v, self.reg.augment(x, aug_rng))[0])
     return self.reg.d_terms(d_fn, real, fake, gp_rng, d.step)
 
   def g_feature_matching(self, v, real, fake, rng):

@@ -69,6 +69,25 @@ def apply_d(module: nn.Module, variables, *args, features: bool = False,
   return out, upd.get("batch_stats"), feats
 
 
+def for_penalties(module: nn.Module) -> nn.Module:
+  """The discriminator with the DownConv lowering for gradient penalties.
+
+  The penalties differentiate D's input gradient once more; the default CPU
+  lowering is slow at that (jaxgen/models/layers.py), so penalty calls use
+  `layers.second_order_down_impl`. The lowerings compute the same
+  convolution, so the parameters and outputs are those of `module`.
+
+  Args:
+    module: a discriminator with a `downsample_impl` field.
+
+  Returns:
+    `module`, or a clone with another `downsample_impl`.
+  """
+  impl = getattr(module, "downsample_impl", None)
+  chosen = layers.second_order_down_impl(impl)
+  return module if chosen == impl else module.clone(downsample_impl=chosen)
+
+
 def with_stats(variables, batch_stats):
   """`variables` with new batch statistics (unchanged for None)."""
   if batch_stats is None:
