@@ -1,4 +1,4 @@
-"""Times a GAN discriminator step with gradient penalties per DownConv lowering.
+"""Times GAN steps on CPU choices: penalty lowerings, alternation by select.
 
 A gradient penalty (WGAN-GP, R1) differentiates D's input gradient again.
 This script times one jitted D update of the DCGAN task (`configs/gan.py`,
@@ -9,12 +9,18 @@ on every update, once with the discriminator's configured lowering
 every call. Cases are timed interleaved, round-robin, and medians reported,
 since the machine may be shared.
 
+With --alternation it times whole train steps (the loop's jitted step) of
+the same task with `gan.d_steps` 1 and 5 and `gan.g_steps` 2, alternating by
+a lax.cond or by computing the update every call and selecting
+(`gan_base.alternate`; `backend.select_not_cond` picks per backend).
+
 Usage:
   python benchmarks/penalty_bench.py [--res 64] [--width 32] [--batch 64]
-      [--impls mixed,matmul] [--reps 5]
+      [--impls mixed,matmul] [--reps 5] [--alternation]
 
-Prints one line per case: median ms per D step, and the ratio to the
-configured ("auto") step of the same penalty (> 1: auto is faster).
+Prints one line per case: median ms per step, and the ratio to the
+configured ("auto") step of the same penalty, or to the step of the same
+schedule with the backend's choice (> 1: the configured choice is faster).
 """
 
 import os
@@ -88,6 +94,50 @@ def run(res=64, width=32, batch=64, impls=("mixed", "matmul"), reps=5):
   return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def alternation(res=64, width=32, batch=64, reps=5):
+  """Times train steps per schedule and alternation; {(schedule, how): ms}."""
+  from jaxgen import parallel, train  # pylint: disable=g-import-not-at-top
+  from jaxgen.tasks import gan_base  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh()
+  rng = np.random.default_rng(0)
+  images = {"image": jnp.asarray(rng.uniform(0, 1, (batch, res, res, 1)),
+                                 jnp.float32)}
+  cases = {}
+  for schedule, fields in (("d_steps=1", {}), ("d_steps=5", {"d_steps": 5}),
+                           ("g_steps=2", {"g_steps": 2})):
+    for how in ("select", "cond"):
+      config = configlib.load_config_file(
+          os.path.join(ROOT, "configs", f"gan.py:res={res}"))
+      config.model.update(g_width=width, d_width=width)
+      config.gan.update(fields)
+      task = gan.GANTask(config)
+      state = jax.device_put(task.init_state(jax.random.key(0)),
+                             parallel.replicated(mesh))
+      original = gan_base.backend.select_not_cond
+      gan_base.backend.select_not_cond = lambda h=how: h == "select"
+      try:  # The choice is read while tracing, i.e. on the first call.
+        step = train.jit_train_step(task, mesh)
+        state, _ = jax.block_until_ready(
+            step(state, images, jax.random.key(0)))
+      finally:
+        gan_base.backend.select_not_cond = original
+      box = [state]
+
+      def one(step=step, box=box):
+        # Several calls per timing: the schedule's phases.
+        for k in range(5):
+          box[0], _ = step(box[0], images, jax.random.key(k))
+        jax.block_until_ready(box[0])
+      cases[(schedule, how)] = one
+  times = {k: [] for k in cases}
+  for _ in range(reps):
+    for key, fn in cases.items():
+      start = time.perf_counter()
+      fn()
+      times[key].append((time.perf_counter() - start) * 1e3 / 5)
+  return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def _define(fv, argv):
   del argv
   flags.DEFINE_integer("res", 64, "Image resolution.", flag_values=fv)
@@ -97,9 +147,22 @@ def _define(fv, argv):
                     flag_values=fv)
   flags.DEFINE_integer("reps", 5, "Timed repetitions.", lower_bound=1,
                        flag_values=fv)
+  flags.DEFINE_bool("alternation", False, "Time train steps per G/D "
+                    "schedule, alternating by select or by lax.cond.",
+                    flag_values=fv)
 
 
 def _bench(fv):
+  if fv.alternation:
+    found = alternation(fv.res, fv.width, fv.batch, fv.reps)
+    chosen = "select" if backend.select_not_cond() else "cond"
+    print(f"Train step, DCGAN {fv.res} px, width {fv.width}, batch "
+          f"{fv.batch}, {jax.default_backend()} (chosen: {chosen}); median "
+          f"of {fv.reps} x 5 steps")
+    for (schedule, how), ms in found.items():
+      ratio = ms / found[(schedule, chosen)]
+      print(f"{schedule:10s} {how:7s} {ms:8.1f} ms  x{ratio:.2f} of {chosen}")
+    return
   found = run(fv.res, fv.width, fv.batch, fv.impls, fv.reps)
   print(f"D step, DCGAN {fv.res} px, width {fv.width}, batch {fv.batch}, "
         f"{jax.default_backend()}; median of {fv.reps}")

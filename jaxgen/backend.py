@@ -32,6 +32,26 @@ _OPTIONS: Dict[str, Dict[str, str]] = {
 }
 
 
+# Backends on which a step's alternation (gan_base.alternate) computes the
+# update every call and selects its result, instead of a lax.cond: XLA:CPU
+# runs a train step whose update sits in a conditional several times slower
+# than one that computes it unconditionally (`python
+# benchmarks/penalty_bench.py --alternation`).
+_SELECT_NOT_COND = ("cpu",)
+
+
+def select_not_cond(backend: Optional[str] = None) -> bool:
+  """Whether alternating updates select instead of branching on `backend`.
+
+  Args:
+    backend: a JAX backend name; defaults to `jax.default_backend()`.
+
+  Returns:
+    True where a conditional update costs more than a computed one.
+  """
+  return (backend or jax.default_backend()) in _SELECT_NOT_COND
+
+
 def compiler_options(backend: Optional[str] = None) -> Optional[Dict[str, str]]:
   """The options jaxgen compiles its steps with on `backend`.
 

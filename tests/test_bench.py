@@ -80,3 +80,14 @@ def test_penalty_bench_times_every_case(capsys):
   assert [line.split()[:2] for line in lines] == [
       [p, i] for p in penalty_bench.PENALTIES for i in ("auto", "matmul")]
   assert all(float(line.split()[2]) > 0 for line in lines)
+
+
+def test_penalty_bench_alternation(capsys):
+  """--alternation: one line per schedule and way of alternating."""
+  from benchmarks import penalty_bench  # pylint: disable=g-import-not-at-top
+  assert penalty_bench.main(["--res=8", "--width=4", "--batch=2", "--reps=1",
+                             "--alternation"]) == 0
+  lines = capsys.readouterr().out.splitlines()[1:]
+  assert [line.split()[:2] for line in lines] == [
+      [s, h] for s in ("d_steps=1", "d_steps=5", "g_steps=2")
+      for h in ("select", "cond")]

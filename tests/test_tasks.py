@@ -5,7 +5,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from jaxgen import backend
 from jaxgen import configlib
 from jaxgen.tasks import gan as gan_task
 from jaxgen.tasks import vae as vae_task
@@ -73,23 +75,38 @@ def test_gan_discriminator_updates_lower_its_loss_with_g_fixed():
     np.testing.assert_array_equal(a, b)  # G untouched by D updates.
 
 
-def test_gan_alternation_schedule():
-  """d_steps=2: G is updated on every second call only. The critic is a
-  WGAN-GP one without BatchNorm (model.d_norm=layer): it has no batch
-  statistics, which the D step must not expect."""
+def test_gan_alternation_schedule(monkeypatch):
+  """d_steps=2: G is updated on every second call only, alike whether the
+  alternation branches (lax.cond) or computes and selects (CPU's choice,
+  backend.select_not_cond). The critic is a WGAN-GP one without BatchNorm
+  (model.d_norm=layer): it has no batch statistics, which the D step must
+  not expect."""
+  assert backend.select_not_cond("cpu") and not backend.select_not_cond("gpu")
   config = configlib.load_config_file(f"{ROOT}/configs/gan.py:tiny")
   config.gan.update(d_steps=2, loss="wgan", gp_weight=10.0)
   config.model.d_norm = "layer"
   task = gan_task.GANTask(config)
   batch = _batch()
-  state = task.init_state(jax.random.key(0), batch)
-  assert state.d.batch_stats is None
-  step = jax.jit(task.train_step)
-  g_steps, d_steps = [], []
-  for i in range(4):
-    state, m = step(state, batch, jax.random.key(i))
-    g_steps.append(int(state.g.step))
-    d_steps.append(int(state.d.step))
-    assert float(m["d_gp"]) > 0 and np.isfinite(float(m["d_loss"]))
-  assert d_steps == [1, 2, 3, 4]
-  assert g_steps == [0, 1, 1, 2]
+  finals, all_metrics = [], []
+  for select in (True, False):
+    monkeypatch.setattr(backend, "select_not_cond", lambda s=select: s)
+    state = task.init_state(jax.random.key(0), batch)
+    assert state.d.batch_stats is None
+    step = jax.jit(task.train_step)
+    g_steps, d_steps, metrics = [], [], []
+    for i in range(4):
+      state, m = step(state, batch, jax.random.key(i))
+      g_steps.append(int(state.g.step))
+      d_steps.append(int(state.d.step))
+      metrics.append({k: float(v) for k, v in m.items()})
+      assert m["d_gp"] > 0 and np.isfinite(m["d_loss"])
+    assert d_steps == [1, 2, 3, 4]
+    assert g_steps == [0, 1, 1, 2]
+    finals.append(jax.tree.leaves(state.g.params))
+    all_metrics.append(metrics)
+  for a, b in zip(*finals):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  for a, b in zip(*all_metrics):
+    assert a.keys() == b.keys()
+    for k in a:
+      assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-5), k
