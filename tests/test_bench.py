@@ -71,23 +71,14 @@ def test_table_and_errors(capsys):
   assert "Unknown config option 'nosuch'" in out and "valid options" in out
 
 
-def test_penalty_bench_times_every_case(capsys):
-  """benchmarks/penalty_bench.py: one line per (penalty, lowering)."""
+def test_penalty_bench_times_every_penalty(capsys):
+  """benchmarks/penalty_bench.py: one line per penalty (the configured
+  lowering only, to keep the compiles few; --alternation is the same
+  timing loop over train steps)."""
   from benchmarks import penalty_bench  # pylint: disable=g-import-not-at-top
   assert penalty_bench.main(["--res=8", "--width=4", "--batch=2",
-                             "--impls=matmul", "--reps=1"]) == 0
+                             "--impls=", "--reps=1"]) == 0
   lines = capsys.readouterr().out.splitlines()[1:]
   assert [line.split()[:2] for line in lines] == [
-      [p, i] for p in penalty_bench.PENALTIES for i in ("auto", "matmul")]
+      [p, "auto"] for p in penalty_bench.PENALTIES]
   assert all(float(line.split()[2]) > 0 for line in lines)
-
-
-def test_penalty_bench_alternation(capsys):
-  """--alternation: one line per schedule and way of alternating."""
-  from benchmarks import penalty_bench  # pylint: disable=g-import-not-at-top
-  assert penalty_bench.main(["--res=8", "--width=4", "--batch=2", "--reps=1",
-                             "--alternation"]) == 0
-  lines = capsys.readouterr().out.splitlines()[1:]
-  assert [line.split()[:2] for line in lines] == [
-      [s, h] for s in ("d_steps=1", "d_steps=5", "g_steps=2")
-      for h in ("select", "cond")]
