@@ -50,8 +50,36 @@ PENALTIES = {
 }
 
 
+def _config(res: int, width: int):
+  """configs/gan.py at `res` with G and D widths `width`."""
+  config = configlib.load_config_file(
+      os.path.join(ROOT, "configs", f"gan.py:res={res}"))
+  config.model.update(g_width=width, d_width=width)
+  return config
+
+
+def _medians(cases, reps: int, calls: int = 1):
+  """{key: median ms per call} of `reps` interleaved runs of each case.
+
+  Args:
+    cases: {key: function making `calls` blocking calls}.
+    reps: timed rounds over all cases.
+    calls: calls per function run.
+
+  Returns:
+    The medians.
+  """
+  times = {k: [] for k in cases}
+  for _ in range(reps):
+    for key, fn in cases.items():
+      start = time.perf_counter()
+      fn()
+      times[key].append((time.perf_counter() - start) * 1e3 / calls)
+  return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def d_step(res: int, width: int, batch: int, impl: str, penalty: str):
-  """A jitted D update of the DCGAN task and its first state.
+  """One jitted D update of the DCGAN task from a fixed state, compiled.
 
   Args:
     res: image resolution.
@@ -63,9 +91,8 @@ def d_step(res: int, width: int, batch: int, impl: str, penalty: str):
   Returns:
     A function running one D update (blocking) from a fixed state.
   """
-  config = configlib.load_config_file(
-      os.path.join(ROOT, "configs", f"gan.py:res={res}"))
-  config.model.update(g_width=width, d_width=width, downsample_impl=impl)
+  config = _config(res, width)
+  config.model.downsample_impl = impl
   config.gan.update(PENALTIES[penalty])
   if penalty == "wgan_gp":
     config.model.d_norm = "layer"  # A critic without BatchNorm.
@@ -83,15 +110,11 @@ def d_step(res: int, width: int, batch: int, impl: str, penalty: str):
 
 def run(res=64, width=32, batch=64, impls=("mixed", "matmul"), reps=5):
   """Times every (penalty, impl) case; returns {(penalty, impl): ms}."""
-  cases = {(p, i): d_step(res, width, batch, i, p)
-           for p in PENALTIES for i in ("auto", *impls)}
-  times = {k: [] for k in cases}
-  for _ in range(reps):
-    for key, fn in cases.items():
-      start = time.perf_counter()
-      fn()
-      times[key].append((time.perf_counter() - start) * 1e3)
-  return {k: float(np.median(v)) for k, v in times.items()}
+  return _medians({(p, i): d_step(res, width, batch, i, p)
+                   for p in PENALTIES for i in ("auto", *impls)}, reps)
+
+
+_CALLS = 5  # Train steps per timing in --alternation.
 
 
 def alternation(res=64, width=32, batch=64, reps=5):
@@ -106,9 +129,7 @@ def alternation(res=64, width=32, batch=64, reps=5):
   for schedule, fields in (("d_steps=1", {}), ("d_steps=5", {"d_steps": 5}),
                            ("g_steps=2", {"g_steps": 2})):
     for how in ("select", "cond"):
-      config = configlib.load_config_file(
-          os.path.join(ROOT, "configs", f"gan.py:res={res}"))
-      config.model.update(g_width=width, d_width=width)
+      config = _config(res, width)
       config.gan.update(fields)
       task = gan.GANTask(config)
       state = jax.device_put(task.init_state(jax.random.key(0)),
@@ -125,17 +146,11 @@ def alternation(res=64, width=32, batch=64, reps=5):
 
       def one(step=step, box=box):
         # Several calls per timing: the schedule's phases.
-        for k in range(5):
+        for k in range(_CALLS):
           box[0], _ = step(box[0], images, jax.random.key(k))
         jax.block_until_ready(box[0])
       cases[(schedule, how)] = one
-  times = {k: [] for k in cases}
-  for _ in range(reps):
-    for key, fn in cases.items():
-      start = time.perf_counter()
-      fn()
-      times[key].append((time.perf_counter() - start) * 1e3 / 5)
-  return {k: float(np.median(v)) for k, v in times.items()}
+  return _medians(cases, reps, _CALLS)
 
 
 def _define(fv, argv):
@@ -158,7 +173,7 @@ def _bench(fv):
     chosen = "select" if backend.select_not_cond() else "cond"
     print(f"Train step, DCGAN {fv.res} px, width {fv.width}, batch "
           f"{fv.batch}, {jax.default_backend()} (chosen: {chosen}); median "
-          f"of {fv.reps} x 5 steps")
+          f"of {fv.reps} x {_CALLS} steps")
     for (schedule, how), ms in found.items():
       ratio = ms / found[(schedule, chosen)]
       print(f"{schedule:10s} {how:7s} {ms:8.1f} ms  x{ratio:.2f} of {chosen}")

@@ -93,12 +93,17 @@ WIDTH64_EMA = ("--config.model.g_width=64", "--config.model.d_width=64",
                "--config.gan.ema_decay=0.999")
 
 
+def both_optims(**fields):
+  """Overrides that set `fields` in both g_optim and d_optim."""
+  return tuple(f"--config.{opt}.{field}={value}"
+               for opt in ("g_optim", "d_optim")
+               for field, value in fields.items())
+
+
 def linear_decay(start: float):
   """Overrides that decay both learning rates linearly to 0 from the
   fraction `start` of the run's steps (jaxgen/optim.py "linear")."""
-  return tuple(
-      f"--config.{opt}.{field}={value}" for opt in ("g_optim", "d_optim")
-      for field, value in (("schedule", "linear"), ("decay_start", start)))
+  return both_optims(schedule="linear", decay_start=start)
 
 
 STUDIES = {
@@ -139,8 +144,8 @@ STUDIES = {
             # less of the budget spent evaluating).
             "width64_ema_decay_lr4": (
                 *WIDTH64_EMA, "--config.train.num_steps=7200",
-                *linear_decay(0.8334), "--config.g_optim.lr=4e-4",
-                "--config.d_optim.lr=4e-4", "--config.train.eval_every=780",
+                *linear_decay(0.8334), *both_optims(lr="4e-4"),
+                "--config.train.eval_every=780",
                 "--config.train.sample_every=780"),
         },
         compare=dict(num=2000)),
@@ -256,10 +261,7 @@ STUDIES = {
             "diffaug_wgan_gp": (
                 DIFFAUG, "--config.gan.loss=wgan", "--config.gan.gp_weight=10",
                 "--config.gan.d_steps=5", "--config.model.d_norm=layer",
-                *(f"--config.{opt}.{field}={value}"
-                  for opt in ("g_optim", "d_optim")
-                  for field, value in (("lr", 1e-4), ("b1", 0.0),
-                                       ("b2", 0.9)))),
+                *both_optims(lr=1e-4, b1=0.0, b2=0.9)),
         },
         # 2000 generated scans against the held-out signers' (all of them).
         compare=dict(num=2000)),
