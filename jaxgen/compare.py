@@ -34,7 +34,6 @@ from absl import logging
 import jax
 import numpy as np
 
-from jaxgen import backend
 from jaxgen import evaluate
 from jaxgen import losses
 from jaxgen import reporting
@@ -46,27 +45,6 @@ SWD_REPEATS = 8  # x 128 directions: the mean is stable to ~1% over seeds.
 # spreads and the classifier's image count "n" stay in the JSON only.
 _ORDER = ("swd", "fid", "kid", "precision", "recall", "is", "l1", "psnr",
           "ssim", "acc_real", "acc_generated", "acc_requested")
-
-
-def generate(task, state, num: int, seed: int, chunk: int = 250
-             ) -> np.ndarray:
-  """`num` images in [0, 1] (float32 numpy) from the fixed key `seed`.
-
-  Args:
-    task: a task implementing `generate`.
-    state: its state.
-    num: images to generate.
-    seed: the key's seed (the same for every run).
-    chunk: images per jitted call.
-
-  Returns:
-    [num, h, w, c] images.
-  """
-  fn = backend.jit(task.generate, static_argnums=2)
-  state = backend.jit(task.eval_state)(state)  # Once, not per chunk.
-  parts = in_training.generated_images(fn, state, jax.random.key(seed), num,
-                                       chunk)
-  return np.concatenate([np.asarray(p) for p in parts])[:num]
 
 
 def held_out_images(test_ds) -> np.ndarray:
@@ -94,7 +72,9 @@ def swd(fake: np.ndarray, real: np.ndarray, seed: int = 0) -> float:
 
 def _generative(task, state, config, test_ds, extractor, num, batch_size,
                 seed, out_dir, name):
-  fake = generate(task, state, num, seed)
+  # One set of images for every metric and the grid: the run's FID key
+  # (evaluate.generated), so FID here is jaxgen-evaluate's.
+  fake = evaluate.generated(task, state, config, num, batch_size)
   real = held_out_images(test_ds)
   found = {"swd": swd(fake, real, seed)}
   notes = []
@@ -103,7 +83,8 @@ def _generative(task, state, config, test_ds, extractor, num, batch_size,
                        reporting.make_grid(fake[:64], 8))
   if extractor is not None:
     report = evaluate.evaluate_generative(task, state, config, test_ds,
-                                          extractor, num, batch_size)
+                                          extractor, num, batch_size,
+                                          images=fake)
     found.update(report["metrics"])
     notes += report["notes"]
   return found, notes
@@ -135,10 +116,12 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
     step: a specific step of `which` (default: the newest).
     num: generated images (generative tasks).
     batch_size: generation, translation and Inception batch size.
-    seed: seed of the generated images and SWD directions.
+    seed: seed of the SWD directions (the images come from the run's own
+      FID key, `evaluate.generated`).
     extractor: Inception feature extractor, or None for no FID.
     classifier_workdir: a classifier run for label-conditioned cGANs.
-    out_dir: where to save a sample grid of generated images ("" = none).
+    out_dir: where to save a grid of the first 64 scored images ("" =
+      none).
     truncation: GAN runs: sample with this `gan.truncation` (None: the
       stored one; jaxgen/tasks/gan.py).
 
@@ -257,7 +240,9 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
     step: a specific step of `which` (default: the newest).
     num: generated images per generative run.
     batch_size: generation, translation and Inception batch size.
-    seed: seed of the generated images and SWD directions (all runs).
+    seed: seed of the SWD directions (all runs). The generated images of
+      a run come from its own FID key (`evaluate.generated`, as
+      jaxgen-evaluate's), and FID, SWD and the sample grid use the same ones.
     fid: Inception metrics when the weights are available.
     resize_mode: Inception resize mode.
     classifier_workdir: a classifier run for label-conditioned cGANs.

@@ -91,8 +91,37 @@ def load_run(workdir: str, which: Optional[str] = None,
   return r.config, r.task, r.state, r.step, r.which, test_ds
 
 
+def generated(task, state, config, num: int, batch_size: int) -> np.ndarray:
+  """The images that `evaluate_generative` scores, as one array.
+
+  The run's fixed FID key (`in_training.noise_key(config.seed)`) in chunks
+  of `batch_size`, as in training and in `jaxgen-evaluate`, so metrics of
+  these images (and a grid of the first ones) describe the same samples.
+
+  Args:
+    task: a task implementing `generate`.
+    state: its restored state.
+    config: the run's config.
+    num: images to generate.
+    batch_size: generation chunk.
+
+  Returns:
+    [num, h, w, c] float32 images in [0, 1].
+  """
+  return np.concatenate([np.asarray(p) for p in _generated_chunks(
+      task, state, config, num, batch_size)])[:num]
+
+
+def _generated_chunks(task, state, config, num, batch_size):
+  generate = backend.jit(task.generate, static_argnums=2)
+  state = backend.jit(task.eval_state)(state)  # Once, not per chunk.
+  return in_training.generated_images(
+      generate, state, in_training.noise_key(config.seed), num, batch_size)
+
+
 def evaluate_generative(task, state, config, test_ds, extractor, num: int,
-                        batch_size: int) -> Dict:
+                        batch_size: int,
+                        images: Optional[np.ndarray] = None) -> Dict:
   """Set metrics of `num` generated images against the test split.
 
   Args:
@@ -103,6 +132,9 @@ def evaluate_generative(task, state, config, test_ds, extractor, num: int,
     extractor: the Inception feature extractor.
     num: images to generate.
     batch_size: generation chunk and Inception batch size.
+    images: `generated(task, state, config, num, batch_size)` when the
+      caller already has them (else generated here, streamed chunk by
+      chunk; the same images either way).
 
   Returns:
     Report fields: "kind", "num_real", "num_fake", "metrics", "notes".
@@ -111,12 +143,13 @@ def evaluate_generative(task, state, config, test_ds, extractor, num: int,
   real = in_training.reference(config.data, test_ds, extractor,
                                batch_size=batch_size,
                                num_images=eval_cfg.get("fid_ref_num", 0))
-  generate = backend.jit(task.generate, static_argnums=2)
-  state = backend.jit(task.eval_state)(state)  # Once, not per chunk.
-  rng = in_training.noise_key(config.seed)
+  if images is None:
+    chunks = _generated_chunks(task, state, config, num, batch_size)
+  else:
+    chunks = (images[i:i + batch_size]
+              for i in range(0, len(images), batch_size))
   fake = features.compute_statistics(
-      in_training.generated_images(generate, state, rng, num, batch_size),
-      extractor, value_range=in_training.VALUE_RANGE, num_images=num,
+      chunks, extractor, value_range=in_training.VALUE_RANGE, num_images=num,
       keep_features=True, name="generated images")
   notes = []
   found = in_training.set_metrics(real, fake, notes)

@@ -23,7 +23,8 @@ split (jaxgen/compare.py says what):
 
 Prints a Markdown table of the groups and writes OUT/summary.json (every
 run's metrics and notes, and the groups' mean/std) and, for generative
-runs, OUT/samples_<run>.png.
+runs, OUT/samples_<run>.png: the first 64 of the images every metric
+scored (a run's own FID key, so its FID equals jaxgen-evaluate's).
 """
 
 import os
@@ -57,8 +58,10 @@ def define(fv: flags.FlagValues, argv: List[str]):
                     flag_values=fv)
   flags.DEFINE_integer("step", None, "A specific step of --which (default: "
                        "the newest).", flag_values=fv)
-  flags.DEFINE_integer("seed", 0, "Seed of the generated images (the same "
-                       "for every run).", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of SWD's random directions (the "
+                       "same for every run); a run's images come from its "
+                       "own FID key, as with jaxgen-evaluate.",
+                       flag_values=fv)
   flags.DEFINE_integer("batch_size", 64, "Generation, translation and "
                        "Inception batch size.", lower_bound=1,
                        flag_values=fv)

@@ -15,8 +15,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from jaxgen import compare as compare_lib
 from jaxgen import configlib
 from jaxgen import evaluate
+from jaxgen import reporting
+from jaxgen import run as run_lib
 from jaxgen import tasks as tasks_lib
 from jaxgen import train
 from jaxgen.data import pipeline
@@ -147,6 +150,27 @@ def test_evaluate_cli_on_trained_run(run_dir, capsys):
     cut = json.load(f)
   assert cut["truncation"] == 0.5 and cut["num_fake"] == 8
   assert cut["metrics"]["fid"] != pytest.approx(report["metrics"]["fid"])
+
+
+def test_compare_scores_one_set_of_images(run_dir, tmp_path):
+  """launch/compare.py's FID is jaxgen-evaluate's, and its SWD and grid
+  are of the same images (evaluate.generated)."""
+  report = evaluate.evaluate_run(run_dir, "latest", num=8, batch_size=4,
+                                 out=str(tmp_path / "eval.json"))
+  one = compare_lib.evaluate_one(run_dir, "g", num=8, batch_size=4,
+                                 extractor=standin_extractor(batch_size=4),
+                                 out_dir=str(tmp_path))
+  assert one["metrics"]["fid"] == pytest.approx(report["metrics"]["fid"],
+                                                rel=1e-6)
+  r = run_lib.load(run_dir, "latest")
+  images = evaluate.generated(r.task, r.state, r.config, 8, 4)
+  assert images.shape == (8, 16, 16, 1)
+  test_ds = pipeline.build(r.config.data, "test")
+  assert one["metrics"]["swd"] == pytest.approx(compare_lib.swd(
+      images, compare_lib.held_out_images(test_ds)), rel=1e-6)
+  grid = Image.open(tmp_path / f"samples_{os.path.basename(run_dir)}.png")
+  np.testing.assert_array_equal(np.asarray(grid),
+                                reporting.make_grid(images, 8)[..., 0])
 
 
 def _write_images(folder, seed, num=8, sizes=((16, 16),), grey_every=0):
