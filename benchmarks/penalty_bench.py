@@ -1,24 +1,27 @@
-"""Times GAN steps on CPU choices: penalty lowerings, alternation by select.
+"""Times GAN train steps on CPU choices: penalty lowerings, alternation.
 
 A gradient penalty (WGAN-GP, R1) differentiates D's input gradient again.
-This script times one jitted D update of the DCGAN task (`configs/gan.py`,
-random images, no data needed) without a penalty, with WGAN-GP and with R1
-on every update, once with the discriminator's configured lowering
-(`model.downsample_impl=auto`: penalty calls use
-`layers.second_order_down_impl`) and once forcing each given lowering for
-every call. Cases are timed interleaved, round-robin, and medians reported,
-since the machine may be shared.
+This script times whole jitted train steps (the loop's
+`train.jit_train_step`, on random images: no data needed) of one GAN family
+(`--family`: the DCGAN of `configs/gan.py`, pix2pix's PatchGAN of
+`configs/cgan.py`, or CycleGAN's two PatchGANs of `configs/cyclegan.py`)
+without a penalty, with WGAN-GP and with R1 on every D update, once with
+the discriminator's configured lowering (`model.downsample_impl=auto`:
+penalty calls use `layers.second_order_down_impl`) and once forcing each
+given lowering for every call. Cases are timed interleaved, round-robin,
+and medians reported, since the machine may be shared.
 
-With --alternation it times whole train steps (the loop's jitted step) of
-the same task with `gan.d_steps` 1 and 5 and `gan.g_steps` 2, alternating by
-a lax.cond or by computing the update every call and selecting
-(`gan_base.alternate`; `backend.select_not_cond` picks per backend).
+With --alternation it times the DCGAN's train steps with `gan.d_steps` 1
+and 5 and `gan.g_steps` 2, alternating by a lax.cond or by computing the
+update every call and selecting (`gan_base.alternate`;
+`backend.select_not_cond` picks per backend).
 
 Usage:
-  python benchmarks/penalty_bench.py [--res 64] [--width 32] [--batch 64]
-      [--impls mixed,matmul] [--reps 5] [--alternation]
+  python benchmarks/penalty_bench.py [--family gan|cgan|cyclegan] [--res 64]
+      [--width 32] [--batch 64] [--impls mixed,matmul]
+      [--penalties none,wgan_gp,r1] [--reps 5] [--alternation]
 
-Prints one line per case: median ms per step, and the ratio to the
+Prints one line per case: median ms per train step, and the ratio to the
 configured ("auto") step of the same penalty, or to the step of the same
 schedule with the backend's choice (> 1: the configured choice is faster).
 """
@@ -39,7 +42,10 @@ import jax.numpy as jnp
 from jaxgen import backend
 from jaxgen import cli
 from jaxgen import configlib
-from jaxgen.tasks import gan
+from jaxgen import parallel
+from jaxgen import tasks
+from jaxgen import train
+from jaxgen.tasks import gan_base
 # pylint: enable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,14 +54,49 @@ PENALTIES = {
     "wgan_gp": {"loss": "wgan", "gp_weight": 10.0},
     "r1": {"r1_weight": 1.0, "r1_every": 1},
 }
+FAMILIES = ("gan", "cgan", "cyclegan")
 
 
-def _config(res: int, width: int):
-  """configs/gan.py at `res` with G and D widths `width`."""
+def _config(family: str, res: int, width: int, batch: int):
+  """The family's config at `res`, G and D widths `width`, batch `batch`."""
+  variant = {"cyclegan": f"cpu,res={res}"}.get(family, f"res={res}")
   config = configlib.load_config_file(
-      os.path.join(ROOT, "configs", f"gan.py:res={res}"))
+      os.path.join(ROOT, "configs", f"{family}.py:{variant}"))
   config.model.update(g_width=width, d_width=width)
+  config.train.batch_size = batch
   return config
+
+
+def _random_batch(task, batch: int):
+  """Uniform images in [0, 1] ("image") or [-1, 1] shaped like the task's
+  inputs."""
+  rng = np.random.default_rng(0)
+  out = {}
+  for k, v in task.example_batch(batch).items():
+    low = 0.0 if k == "image" else -1.0
+    out[k] = jnp.asarray(rng.uniform(low, 1.0, v.shape), jnp.float32)
+  return out
+
+
+def _stepper(config, calls: int = 1):
+  """A function making `calls` blocking train steps of `config`'s task.
+
+  The step is compiled (and the state placed) here; every call continues
+  from the state the last one returned, as the loop does.
+  """
+  task = tasks.get_task(config)
+  mesh = parallel.make_mesh()
+  state = jax.device_put(task.init_state(jax.random.key(0)),
+                         parallel.replicated(mesh))
+  batch = _random_batch(task, config.train.batch_size)
+  step = train.jit_train_step(task, mesh)
+  box = [jax.block_until_ready(step(state, batch, jax.random.key(0)))[0]]
+
+  def run():
+    for k in range(calls):
+      box[0], _ = step(box[0], batch, jax.random.key(k))
+    jax.block_until_ready(box[0])
+  return run
 
 
 def _medians(cases, reps: int, calls: int = 1):
@@ -78,10 +119,12 @@ def _medians(cases, reps: int, calls: int = 1):
   return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def d_step(res: int, width: int, batch: int, impl: str, penalty: str):
-  """One jitted D update of the DCGAN task from a fixed state, compiled.
+def penalty_case(family: str, res: int, width: int, batch: int, impl: str,
+                 penalty: str):
+  """A compiled train step of `family` with `penalty` and lowering `impl`.
 
   Args:
+    family: a key of FAMILIES.
     res: image resolution.
     width: G and D widths.
     batch: batch size.
@@ -89,29 +132,21 @@ def d_step(res: int, width: int, batch: int, impl: str, penalty: str):
     penalty: a key of PENALTIES.
 
   Returns:
-    A function running one D update (blocking) from a fixed state.
+    A function running one train step (blocking).
   """
-  config = _config(res, width)
+  config = _config(family, res, width, batch)
   config.model.downsample_impl = impl
   config.gan.update(PENALTIES[penalty])
-  if penalty == "wgan_gp":
+  if penalty == "wgan_gp" and family == "gan":
     config.model.d_norm = "layer"  # A critic without BatchNorm.
-  task = gan.GANTask(config)
-  state = task.init_state(jax.random.key(0))
-  rng = np.random.default_rng(0)
-  real = jnp.asarray(rng.uniform(-1, 1, (batch, res, res, 1)), jnp.float32)
-  # The whole (state, metrics): returning the metrics alone would let XLA
-  # drop the parameter gradients, i.e. the second differentiation.
-  # pylint: disable-next=protected-access
-  step = backend.jit(lambda s, k: task._d_update(s, real, k, True))
-  jax.block_until_ready(step(state, jax.random.key(1)))  # Compile.
-  return lambda: jax.block_until_ready(step(state, jax.random.key(2)))
+  return _stepper(config)
 
 
-def run(res=64, width=32, batch=64, impls=("mixed", "matmul"), reps=5):
+def run(family="gan", res=64, width=32, batch=64, impls=("mixed", "matmul"),
+        reps=5, penalties=tuple(PENALTIES)):
   """Times every (penalty, impl) case; returns {(penalty, impl): ms}."""
-  return _medians({(p, i): d_step(res, width, batch, i, p)
-                   for p in PENALTIES for i in ("auto", *impls)}, reps)
+  return _medians({(p, i): penalty_case(family, res, width, batch, i, p)
+                   for p in penalties for i in ("auto", *impls)}, reps)
 
 
 _CALLS = 5  # Train steps per timing in --alternation.
@@ -119,46 +154,32 @@ _CALLS = 5  # Train steps per timing in --alternation.
 
 def alternation(res=64, width=32, batch=64, reps=5):
   """Times train steps per schedule and alternation; {(schedule, how): ms}."""
-  from jaxgen import parallel, train  # pylint: disable=g-import-not-at-top
-  from jaxgen.tasks import gan_base  # pylint: disable=g-import-not-at-top
-  mesh = parallel.make_mesh()
-  rng = np.random.default_rng(0)
-  images = {"image": jnp.asarray(rng.uniform(0, 1, (batch, res, res, 1)),
-                                 jnp.float32)}
   cases = {}
   for schedule, fields in (("d_steps=1", {}), ("d_steps=5", {"d_steps": 5}),
                            ("g_steps=2", {"g_steps": 2})):
     for how in ("select", "cond"):
-      config = _config(res, width)
+      config = _config("gan", res, width, batch)
       config.gan.update(fields)
-      task = gan.GANTask(config)
-      state = jax.device_put(task.init_state(jax.random.key(0)),
-                             parallel.replicated(mesh))
       original = gan_base.backend.select_not_cond
       gan_base.backend.select_not_cond = lambda h=how: h == "select"
       try:  # The choice is read while tracing, i.e. on the first call.
-        step = train.jit_train_step(task, mesh)
-        state, _ = jax.block_until_ready(
-            step(state, images, jax.random.key(0)))
+        # Several calls per timing: the schedule's phases.
+        cases[(schedule, how)] = _stepper(config, _CALLS)
       finally:
         gan_base.backend.select_not_cond = original
-      box = [state]
-
-      def one(step=step, box=box):
-        # Several calls per timing: the schedule's phases.
-        for k in range(_CALLS):
-          box[0], _ = step(box[0], images, jax.random.key(k))
-        jax.block_until_ready(box[0])
-      cases[(schedule, how)] = one
   return _medians(cases, reps, _CALLS)
 
 
 def _define(fv, argv):
   del argv
+  flags.DEFINE_enum("family", "gan", list(FAMILIES), "GAN family (penalty "
+                    "timings).", flag_values=fv)
   flags.DEFINE_integer("res", 64, "Image resolution.", flag_values=fv)
   flags.DEFINE_integer("width", 32, "G and D widths.", flag_values=fv)
   flags.DEFINE_integer("batch", 64, "Batch size.", flag_values=fv)
   flags.DEFINE_list("impls", ["mixed", "matmul"], "Lowerings to force.",
+                    flag_values=fv)
+  flags.DEFINE_list("penalties", list(PENALTIES), "Penalties to time.",
                     flag_values=fv)
   flags.DEFINE_integer("reps", 5, "Timed repetitions.", lower_bound=1,
                        flag_values=fv)
@@ -168,6 +189,12 @@ def _define(fv, argv):
 
 
 def _bench(fv):
+  unknown = sorted(set(fv.penalties) - set(PENALTIES))
+  if unknown:
+    raise cli.UsageError(f"--penalties: {', '.join(unknown)} unknown (known: "
+                         f"{', '.join(PENALTIES)}).")
+  if fv.alternation and fv.family != "gan":
+    raise cli.UsageError("--alternation times the DCGAN (--family=gan) only.")
   if fv.alternation:
     found = alternation(fv.res, fv.width, fv.batch, fv.reps)
     chosen = "select" if backend.select_not_cond() else "cond"
@@ -178,9 +205,10 @@ def _bench(fv):
       ratio = ms / found[(schedule, chosen)]
       print(f"{schedule:10s} {how:7s} {ms:8.1f} ms  x{ratio:.2f} of {chosen}")
     return
-  found = run(fv.res, fv.width, fv.batch, fv.impls, fv.reps)
-  print(f"D step, DCGAN {fv.res} px, width {fv.width}, batch {fv.batch}, "
-        f"{jax.default_backend()}; median of {fv.reps}")
+  found = run(fv.family, fv.res, fv.width, fv.batch, fv.impls, fv.reps,
+              fv.penalties)
+  print(f"Train step, {fv.family} {fv.res} px, width {fv.width}, batch "
+        f"{fv.batch}, {jax.default_backend()}; median of {fv.reps}")
   for (penalty, impl), ms in found.items():
     ratio = ms / found[(penalty, "auto")]
     print(f"{penalty:8s} {impl:15s} {ms:8.1f} ms  x{ratio:.2f} of auto")

@@ -15,6 +15,7 @@ test_d_architecture.py, test_perceptual.py and test_ema.py.
 """
 
 from typing import Any, List, NamedTuple
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ from jaxgen.tasks import base
 from jaxgen.tasks import cgan
 from jaxgen.tasks import cyclegan
 from jaxgen.tasks import gan
+from jaxgen.tasks import regularizers
 from jaxgen.tasks import siamese_gan
 from tests.conftest import tiny_config
 from tests.test_d_architecture import _sn_vectors
@@ -101,6 +103,8 @@ class Run(NamedTuple):
   hosts: List[Any]  # Host copies of the state: initial, after each step.
   metrics: List[dict]  # Each step's metrics, as floats.
   state: Any  # The final state, on the device.
+  # The modules given to regularizers.for_penalties while tracing the step.
+  penalty_discs: List[Any]
 
 
 def _train(family):
@@ -114,12 +118,20 @@ def _train(family):
                          parallel.replicated(mesh))
   batch = _batch(task)
   step = train.jit_train_step(task, mesh)
-  hosts, metrics = [jax.device_get(state)], []
+  hosts, metrics, penalty_discs = [jax.device_get(state)], [], []
+  choose = regularizers.for_penalties
+
+  def spy(module):
+    penalty_discs.append(module)
+    return choose(module)
+
   for i in range(NUM_STEPS):
-    state, m = step(state, batch, jax.random.key(10 + i))
+    # The first call traces the step.
+    with mock.patch.object(regularizers, "for_penalties", spy):
+      state, m = step(state, batch, jax.random.key(10 + i))
     hosts.append(jax.device_get(state))
     metrics.append({k: float(v) for k, v in jax.device_get(m).items()})
-  return Run(task, config, batch, hosts, metrics, state)
+  return Run(task, config, batch, hosts, metrics, state, penalty_discs)
 
 
 @pytest.fixture(scope="session")
@@ -160,6 +172,10 @@ def test_metrics_are_finite_and_the_penalties_lazy(family, trained):
       assert m["g_fm" + s] > 0, (i, s)
   # D is updated on every call: its update count is the step count.
   assert int(run.hosts[-1].d.step) == NUM_STEPS
+  # The penalties' D calls take the second-order lowering
+  # (test_stability.py::test_penalties_use_the_second_order_lowering).
+  assert run.penalty_discs
+  assert all(d is run.task.disc for d in run.penalty_discs)
 
 
 # Spectral norm, multi-scale D, projection (gan.d_spectral_norm, d_scales,

@@ -267,8 +267,10 @@ class CGANTask(base.Task):
           swap_rng, label, self.num_classes, self.label_swap)
     # D on (sketch, photo) pairs, augmented with one geometry per pair; a
     # fake is judged with the label it was made for.
-    d_on = lambda v, photo, key, lbl=label, **kw: regularizers.apply_d(
-        self.disc, v, *self.reg.augment_pair(sketch, photo, key), lbl, **kw)
+    d_on = lambda v, photo, key, lbl=label, disc=self.disc, **kw: (
+        regularizers.apply_d(disc, v, *self.reg.augment_pair(
+            sketch, photo, key), lbl, **kw))
+    pen_disc = regularizers.for_penalties(self.disc)
 
     def g_forward(params):
       fake, upd = self.gen.apply(
@@ -288,8 +290,8 @@ class CGANTask(base.Task):
                                    fake_d, fake_rng, asked)
       loss = losses.halved_d_loss(real_logits, fake_logits, gan.loss)
       penalty, metrics = self.reg.d_terms(
-          lambda photo: d_on(v, photo, pen_rng)[0], real, fake_d, gp_rng,
-          d.step)
+          lambda photo: d_on(v, photo, pen_rng, disc=pen_disc)[0], real,
+          fake_d, gp_rng, d.step)
       metrics.update(d_real=losses.mean_sigmoid(real_logits),
                      d_fake=losses.mean_sigmoid(fake_logits))
       return loss + penalty, (metrics, stats)

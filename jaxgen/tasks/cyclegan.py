@@ -203,7 +203,7 @@ class CycleGANTask(base.Task):
     module = self.g_ab if name == "ab" else self.g_ba
     return module.apply({"params": params[name]}, x, train=True)
 
-  def _d_apply(self, d_vars, name, x):
+  def _d_apply(self, d_vars, name, x, disc=None):
     """D_name(x) in train mode: (logits, D_name's new batch_stats or None).
 
     Args:
@@ -212,18 +212,20 @@ class CycleGANTask(base.Task):
         normalisation's state) with `gan.d_spectral_norm`.
       name: "a" or "b".
       x: images.
+      disc: the module to apply (default `self.disc`; penalties pass
+        `regularizers.for_penalties(self.disc)`).
 
     Returns:
       The logits (a list for several scales) and, with spectral
       normalisation, D_name's state with this call's power iteration.
     """
     logits, stats, _ = regularizers.apply_d(
-        self.disc, _one_d(d_vars, name), None, x, train=True)
+        disc or self.disc, _one_d(d_vars, name), None, x, train=True)
     return logits, stats
 
-  def _d(self, d_vars, name, x):
+  def _d(self, d_vars, name, x, disc=None):
     """D_name(x) logits in train mode (state updates dropped)."""
-    return self._d_apply(d_vars, name, x)[0]
+    return self._d_apply(d_vars, name, x, disc)[0]
 
   def _d_features(self, d_vars, name, x):
     """D_name's intermediate features of x in train mode (feature matching)."""
@@ -323,8 +325,10 @@ class CycleGANTask(base.Task):
     kind = self.config.gan.loss
     v = d.variables(d_params)
 
-    def d_seen(name, key, x):  # D on what it sees of x (augmented or not).
-      return self._d(v, name, self.reg.augment(x, key))
+    def d_seen(name, key, x, disc=None):  # D on what it sees of x.
+      return self._d(v, name, self.reg.augment(x, key), disc)
+
+    pen_disc = regularizers.for_penalties(self.disc)
 
     total, metrics, stats = 0.0, {}, {}
     for i, (name, real, fake) in enumerate((("a", a, fake_a),
@@ -337,8 +341,8 @@ class CycleGANTask(base.Task):
       loss = losses.halved_d_loss(real_logits, d_seen(name, fake_rng, fake),
                                   kind)
       penalty, reg_metrics = self.reg.d_terms(
-          functools.partial(d_seen, name, pen_rng), real, fake, gp_rng,
-          d_step, suffix="_" + name)
+          functools.partial(d_seen, name, pen_rng, disc=pen_disc), real,
+          fake, gp_rng, d_step, suffix="_" + name)
       total = total + loss + penalty
       metrics.update({"d_" + name: loss, **reg_metrics})
     stats = None if stats["a"] is None else stats
