@@ -220,7 +220,8 @@ class CycleGANTask(base.Task):
       normalisation, D_name's state with this call's power iteration.
     """
     logits, stats, _ = regularizers.apply_d(
-        disc or self.disc, _one_d(d_vars, name), None, x, train=True)
+        self.disc if disc is None else disc, _one_d(d_vars, name), None, x,
+        train=True)
     return logits, stats
 
   def _d(self, d_vars, name, x, disc=None):
