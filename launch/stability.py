@@ -10,8 +10,9 @@ Studies (the data is ../shared/data beside the repository, see its README):
   siamese      Siamese GAN on CIFAR-10 cats + dogs, width 32: baseline,
                DiffAugment, EMA, both; width 64 with EMA, sampled with
                recalibrated or with stored BatchNorm statistics, longer,
-               with decaying learning rates, or with both rates doubled
-               and decaying; FID/KID of 2000 generated
+               with decaying learning rates, or with both rates doubled,
+               tripled or quadrupled and decaying (the doubled also with
+               DiffAugment); FID/KID of 2000 generated
                images against the 2000 test images.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
                fly): label channels ("concat") against a projection
