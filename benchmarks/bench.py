@@ -117,8 +117,26 @@ def load_case(spec, batch_size=0, dtype="", config_dir=None):
   return config
 
 
-def _median_ms(times):
-  return float(np.median(times)) * 1e3
+def interleaved_medians(cases, reps: int, calls: int = 1):
+  """{key: median ms per call} of `reps` interleaved runs of each case.
+
+  Round-robin, so that a shared machine's load hits every case alike.
+
+  Args:
+    cases: {key: function making `calls` blocking calls}.
+    reps: timed rounds over all cases.
+    calls: calls per function run.
+
+  Returns:
+    The medians.
+  """
+  times = {k: [] for k in cases}
+  for _ in range(reps):
+    for key, fn in cases.items():
+      start = time.perf_counter()
+      fn()
+      times[key].append((time.perf_counter() - start) * 1e3 / calls)
+  return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def _peak_rss_mb():
@@ -246,17 +264,11 @@ def run_case(spec, steps=10, warmup=2, batch_size=0, dtype="",
       for _ in range(warmup):
         ref.step()
       runners["torch"] = ref.step
-  # Interleaved, so that a shared machine's load hits both alike.
-  times = {k: [] for k in runners}
-  for _ in range(steps):
-    for name, fn in runners.items():
-      t = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t)
-  row["step_ms"] = _median_ms(times["jax"])
+  medians = interleaved_medians(runners, steps)
+  row["step_ms"] = medians["jax"]
   row["img_s"] = tc.batch_size / row["step_ms"] * 1e3
-  if "torch" in times:
-    row["torch_ms"] = _median_ms(times["torch"])
+  if "torch" in medians:
+    row["torch_ms"] = medians["torch"]
     row["ratio"] = row["torch_ms"] / row["step_ms"]
 
   # The loop's own pattern: fetch, transfer, dispatch; block only at the end.

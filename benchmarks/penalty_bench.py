@@ -28,7 +28,6 @@ schedule with the backend's choice (> 1: the configured choice is faster).
 
 import os
 import sys
-import time
 
 from absl import flags
 import numpy as np
@@ -39,16 +38,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax
 import jax.numpy as jnp
 
+from benchmarks import bench
 from jaxgen import backend
 from jaxgen import cli
-from jaxgen import configlib
 from jaxgen import parallel
 from jaxgen import tasks
 from jaxgen import train
 from jaxgen.tasks import gan_base
 # pylint: enable=g-import-not-at-top
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENALTIES = {
     "none": {},
     "wgan_gp": {"loss": "wgan", "gp_weight": 10.0},
@@ -60,10 +58,8 @@ FAMILIES = ("gan", "cgan", "cyclegan")
 def _config(family: str, res: int, width: int, batch: int):
   """The family's config at `res`, G and D widths `width`, batch `batch`."""
   variant = {"cyclegan": f"cpu,res={res}"}.get(family, f"res={res}")
-  config = configlib.load_config_file(
-      os.path.join(ROOT, "configs", f"{family}.py:{variant}"))
+  config = bench.load_case(f"{family}.py:{variant}", batch)
   config.model.update(g_width=width, d_width=width)
-  config.train.batch_size = batch
   return config
 
 
@@ -86,8 +82,7 @@ def _stepper(config, calls: int = 1):
   """
   task = tasks.get_task(config)
   mesh = parallel.make_mesh()
-  state = jax.device_put(task.init_state(jax.random.key(0)),
-                         parallel.replicated(mesh))
+  state = parallel.replicate(task.init_state(jax.random.key(0)), mesh)
   batch = _random_batch(task, config.train.batch_size)
   step = train.jit_train_step(task, mesh)
   box = [jax.block_until_ready(step(state, batch, jax.random.key(0)))[0]]
@@ -97,26 +92,6 @@ def _stepper(config, calls: int = 1):
       box[0], _ = step(box[0], batch, jax.random.key(k))
     jax.block_until_ready(box[0])
   return run
-
-
-def _medians(cases, reps: int, calls: int = 1):
-  """{key: median ms per call} of `reps` interleaved runs of each case.
-
-  Args:
-    cases: {key: function making `calls` blocking calls}.
-    reps: timed rounds over all cases.
-    calls: calls per function run.
-
-  Returns:
-    The medians.
-  """
-  times = {k: [] for k in cases}
-  for _ in range(reps):
-    for key, fn in cases.items():
-      start = time.perf_counter()
-      fn()
-      times[key].append((time.perf_counter() - start) * 1e3 / calls)
-  return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def penalty_case(family: str, res: int, width: int, batch: int, impl: str,
@@ -145,8 +120,9 @@ def penalty_case(family: str, res: int, width: int, batch: int, impl: str,
 def run(family="gan", res=64, width=32, batch=64, impls=("mixed", "matmul"),
         reps=5, penalties=tuple(PENALTIES)):
   """Times every (penalty, impl) case; returns {(penalty, impl): ms}."""
-  return _medians({(p, i): penalty_case(family, res, width, batch, i, p)
-                   for p in penalties for i in ("auto", *impls)}, reps)
+  return bench.interleaved_medians(
+      {(p, i): penalty_case(family, res, width, batch, i, p)
+       for p in penalties for i in ("auto", *impls)}, reps)
 
 
 _CALLS = 5  # Train steps per timing in --alternation.
@@ -167,7 +143,7 @@ def alternation(res=64, width=32, batch=64, reps=5):
         cases[(schedule, how)] = _stepper(config, _CALLS)
       finally:
         gan_base.backend.select_not_cond = original
-  return _medians(cases, reps, _CALLS)
+  return bench.interleaved_medians(cases, reps, _CALLS)
 
 
 def _define(fv, argv):
