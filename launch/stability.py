@@ -29,7 +29,8 @@ Studies (the data is ../shared/data beside the repository, see its README):
                L1/PSNR/SSIM and FID per direction on the held-out pairs.
   signatures   DCGAN on the scanned signatures at 64 px, width 32: baseline,
                DiffAugment, DiffAugment + EMA (recalibrated BatchNorm
-               statistics), DiffAugment + R1, DiffAugment + WGAN-GP; SWD,
+               statistics), DiffAugment + R1, DiffAugment + WGAN-GP,
+               DiffAugment + hinge with a spectrally normalised D; SWD,
                FID/KID of 2000 generated images against the scans of the
                held-out signers (a fifth of the signers, never trained on).
 
@@ -275,6 +276,13 @@ STUDIES = {
                 DIFFAUG, "--config.gan.loss=wgan", "--config.gan.gp_weight=10",
                 "--config.gan.d_steps=5", "--config.model.d_norm=layer",
                 *both_optims(lr=1e-4, b1=0.0, b2=0.9)),
+            # Hinge loss with a spectrally normalised D without BatchNorm
+            # (SNGAN, Miyato et al. 2018), on top of DiffAugment; the
+            # config's Adam rates and betas, one D update per G update.
+            "diffaug_hinge_sn": (
+                DIFFAUG, "--config.gan.loss=hinge",
+                "--config.gan.d_spectral_norm=true",
+                "--config.model.d_norm=none"),
         },
         # 2000 generated scans against the held-out signers' (all of them).
         compare=dict(num=2000)),
