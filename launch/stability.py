@@ -12,7 +12,8 @@ Studies (the data is ../shared/data beside the repository, see its README):
                recalibrated or with stored BatchNorm statistics, longer,
                with decaying learning rates, or with both rates doubled,
                tripled or quadrupled and decaying (the doubled also with
-               DiffAugment); FID/KID of 2000 generated
+               DiffAugment, or with the hinge loss and a spectrally
+               normalised D); FID/KID of 2000 generated
                images against the 2000 test images.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
                fly): label channels ("concat") against a projection
@@ -161,6 +162,14 @@ STUDIES = {
             # d_fake), the overfitting that augmentation counters.
             "width64_ema_decay_lr4_diffaug": (*width64_decay_at("4e-4"),
                                               DIFFAUG),
+            # width64_ema_decay_lr4 with the hinge loss and a spectrally
+            # normalised encoder and heads without BatchNorm (SNGAN, Miyato
+            # et al. 2018): D's Lipschitz bound in place of augmentation
+            # against its late overconfidence.
+            "width64_ema_decay_lr4_hinge_sn": (
+                *width64_decay_at("4e-4"), "--config.gan.loss=hinge",
+                "--config.gan.d_spectral_norm=true",
+                "--config.model.d_norm=none"),
         },
         compare=dict(num=2000)),
     "label_cgan": Study(
