@@ -73,9 +73,8 @@ def test_table_and_errors(capsys):
 
 def test_penalty_bench_per_penalty_and_family(capsys):
   """benchmarks/penalty_bench.py: one line per penalty asked for (the
-  configured lowering only, to keep the compiles few; --alternation is the
-  same timing loop over other configs), for the PatchGAN families too; bad
-  flags are one usage error."""
+  configured lowering only, to keep the compiles few), for the PatchGAN
+  families too; bad flags are one usage error."""
   from benchmarks import penalty_bench  # pylint: disable=g-import-not-at-top
   tiny = ["--width=4", "--batch=2", "--impls=", "--reps=1"]
   assert penalty_bench.main(["--res=8", *tiny,
@@ -95,3 +94,33 @@ def test_penalty_bench_per_penalty_and_family(capsys):
   assert penalty_bench.main(["--penalties=nosuch"]) == 2
   assert penalty_bench.main(["--family=cgan", "--alternation"]) == 2
   assert "--alternation times the DCGAN" in capsys.readouterr().err
+
+
+def test_penalty_bench_alternation_traces_each_choice(monkeypatch, capsys):
+  """--alternation: each schedule is built (and so traced) under the
+  alternation it is labelled with, the backend's choice is restored after,
+  and every line is timed against the chosen one. The step builder is
+  replaced by a recorder: the steps themselves are the tested loop's."""
+  from benchmarks import penalty_bench  # pylint: disable=g-import-not-at-top
+  from jaxgen.tasks import gan_base  # pylint: disable=g-import-not-at-top
+  original = gan_base.backend.select_not_cond
+  built = []
+
+  def stepper(config, calls):
+    built.append(((config.gan.d_steps, config.gan.g_steps),
+                  gan_base.backend.select_not_cond(), calls))
+    return lambda: None
+  monkeypatch.setattr(penalty_bench, "_stepper", stepper)
+  assert penalty_bench.main(["--alternation", "--reps=1"]) == 0
+  assert built == [((d, g), select, penalty_bench._CALLS)
+                   for d, g in ((1, 1), (5, 1), (1, 2))
+                   for select in (True, False)]
+  assert gan_base.backend.select_not_cond is original
+  lines = capsys.readouterr().out.splitlines()
+  chosen = "select" if original() else "cond"
+  assert f"(chosen: {chosen})" in lines[0]
+  rows = [line.split() for line in lines[1:]]
+  assert [r[:2] for r in rows] == [[s, h] for s in ("d_steps=1", "d_steps=5",
+                                                    "g_steps=2")
+                                   for h in ("select", "cond")]
+  assert all(r[-3] == "x1.00" for r in rows if r[1] == chosen)
