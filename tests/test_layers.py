@@ -16,6 +16,7 @@ import pytest
 
 from jaxgen.models import layers
 from jaxgen.models import resample
+from jaxgen.models import resample_mixed
 
 try:
   import torch  # Only used to check the PyTorch layer equivalence.
@@ -117,21 +118,21 @@ def test_every_lowering_branch_exercised():
   # SHAPES must cover the merged (thin) and per-phase (wide) up lowerings and
   # the three branches of downconv_mixed.
   couts = {s[-1] for s in SHAPES}
-  assert min(couts) <= resample._MERGED_MAX_FEATURES < max(couts)
+  assert min(couts) <= resample.MERGED_MAX_FEATURES < max(couts)
   cins = {s[3] for s in SHAPES}
-  assert min(cins) <= resample._S2D_MAX_INPUTS < max(cins)
+  assert min(cins) <= resample_mixed._S2D_MAX_INPUTS < max(cins)
   pixels = lambda s: s[0] * s[1] * s[2]
-  big = [s for s in SHAPES if pixels(s) >= resample._S2D_MIN_PIXELS and
-         s[3] > resample._S2D_MAX_INPUTS]
-  small = [s for s in SHAPES if pixels(s) < resample._S2D_MIN_PIXELS and
-           s[3] > resample._S2D_MAX_INPUTS]
+  big = [s for s in SHAPES if pixels(s) >= resample_mixed._S2D_MIN_PIXELS and
+         s[3] > resample_mixed._S2D_MAX_INPUTS]
+  small = [s for s in SHAPES if pixels(s) < resample_mixed._S2D_MIN_PIXELS and
+           s[3] > resample_mixed._S2D_MAX_INPUTS]
   assert big and small
-  assert any(4 < s[1] * s[2] <= 16 and s[3] > resample._S2D_MAX_INPUTS
+  assert any(4 < s[1] * s[2] <= 16 and s[3] > resample_mixed._S2D_MAX_INPUTS
              for s in SHAPES)
-  assert any(s[1] * s[2] <= 4 and s[3] > resample._S2D_MAX_INPUTS
+  assert any(s[1] * s[2] <= 4 and s[3] > resample_mixed._S2D_MAX_INPUTS
              for s in SHAPES)
   # ... and upconv_mixed's 1x1 branch.
-  assert any(s[1] * s[2] == 1 and s[4] > resample._MERGED_MAX_FEATURES
+  assert any(s[1] * s[2] == 1 and s[4] > resample.MERGED_MAX_FEATURES
              for s in SHAPES)
 
 
@@ -299,8 +300,8 @@ _QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def _force_large_forms3(monkeypatch):
-  monkeypatch.setattr(resample, "_MATMUL3_MAX_VALUES", 0)
-  monkeypatch.setattr(resample, "_S2D3_MIN_PIXELS", 1)
+  monkeypatch.setattr(resample_mixed, "_MATMUL3_MAX_VALUES", 0)
+  monkeypatch.setattr(resample_mixed, "_S2D3_MIN_PIXELS", 1)
 
 
 def test_3x3_mixed_branches_exercised(monkeypatch):
@@ -308,12 +309,12 @@ def test_3x3_mixed_branches_exercised(monkeypatch):
   # Both ops choose with `_upconv3_forms` (down for its transposed problem,
   # on the smaller output gradient).
   shapes = SHAPES3 + [(2, 5, 6, 4, 12), (2, 5, 6, 6, 10)]
-  forms = lambda: {resample._upconv3_forms(s[:4], s[4]) for s in shapes}
+  forms = lambda: {resample_mixed._upconv3_forms(s[:4], s[4]) for s in shapes}
   assert forms() == {(resample.upconv_matmul,
-                      resample._upconv_kernel_grad_taps)}
+                      resample_mixed._upconv_kernel_grad_taps)}
   _force_large_forms3(monkeypatch)
-  assert forms() == {(resample._subpixel_phases,
-                      resample._upconv3_kernel_grad_s2d)}
+  assert forms() == {(resample.subpixel_phases,
+                      resample_mixed._upconv3_kernel_grad_s2d)}
 
 
 def _lowerings3(kind, monkeypatch):

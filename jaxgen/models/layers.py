@@ -19,7 +19,7 @@ Implementations (same params, same math, only the lowering differs):
            'taps'     : 16 GEMMs, one per (contiguous) kernel tap.
            'mixed'    : forward, input gradient and kernel gradient each from
                         the fastest of the above (a custom VJP; see
-                        `upconv_mixed`).
+                        `resample_mixed.upconv_mixed`).
   DownConv 'conv'          : `lax.conv_general_dilated` with stride 2.
            'space_to_depth': pad, space-to-depth, stride-1 2x2 conv.
            'matmul'        : space-to-depth, one GEMM, shifted adds.
@@ -30,11 +30,11 @@ Implementations (same params, same math, only the lowering differs):
   4*Cout outputs), 'matmul' / 'taps' use 9 taps, DownConv's 'space_to_depth'
   and 'matmul' the 4x4 forms with a zero last kernel row and column (16/9 of
   the multiply-adds). The two ops are each other's transpose, so 'mixed'
-  (`upconv3_mixed`, `downconv3_mixed`) takes each pass from the fastest form
-  of either: UpConv forward 'matmul' (small layers) or per-phase convs, input
-  gradient the strided conv; DownConv forward the strided conv, input
-  gradient UpConv's forward; both kernel gradients one GEMM per tap, or (from
-  128x128 input pixels of the transposed conv) the space-to-depth conv's.
+  (`resample_mixed.upconv3_mixed`, `downconv3_mixed`) takes each pass from the
+  fastest form of either: UpConv forward 'matmul' (small layers) or per-phase
+  convs, input gradient the strided conv; DownConv forward the strided conv,
+  input gradient UpConv's forward; both kernel gradients one GEMM per tap, or
+  (from 128x128 input pixels of the transposed conv) the space-to-depth conv's.
 
 Why: XLA:CPU runs convs with lhs or window dilation (the conv transpose
 forward and kernel gradient, the strided conv's input gradient) in a slow
@@ -75,6 +75,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.models import resample
+from jaxgen.models import resample_mixed
 
 Array = Any
 
@@ -158,14 +159,14 @@ UP_FNS = {
     "subpixel": resample.upconv_subpixel,
     "matmul": resample.upconv_matmul,
     "taps": resample.upconv_taps,
-    "mixed": resample.upconv_mixed,
+    "mixed": resample_mixed.upconv_mixed,
 }
 DOWN_FNS = {
     "conv": resample.downconv_conv,
     "space_to_depth": resample.downconv_space_to_depth,
     "matmul": resample.downconv_matmul,
     "taps": resample.downconv_taps,
-    "mixed": resample.downconv_mixed,
+    "mixed": resample_mixed.downconv_mixed,
 }
 
 
@@ -176,14 +177,14 @@ UP3_FNS = {
     "subpixel": resample.upconv_subpixel,
     "matmul": resample.upconv_matmul,
     "taps": resample.upconv_taps,
-    "mixed": resample.upconv3_mixed,
+    "mixed": resample_mixed.upconv3_mixed,
 }
 DOWN3_FNS = {
     "conv": resample.downconv3_conv,
     "space_to_depth": resample.downconv_space_to_depth,
     "matmul": resample.downconv_matmul,
     "taps": resample.downconv_taps,
-    "mixed": resample.downconv3_mixed,
+    "mixed": resample_mixed.downconv3_mixed,
 }
 _DEFAULTS3 = {
     "up": {"cpu": "mixed", "gpu": "transpose", "tpu": "transpose"},
