@@ -68,6 +68,10 @@ DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
 CIFAR = os.path.join(DATA, "cifar10_catdog")
 SIGNATURES = os.path.join(DATA, "signatures")
 DIFFAUG = "--config.gan.diffaug=color,translation,cutout"
+HINGE_SN = ("--config.gan.loss=hinge", "--config.gan.d_spectral_norm=true")
+# SNGAN's discriminator (Miyato et al. 2018) for the DCGAN families: hinge
+# loss, spectral norm, no BatchNorm.
+SNGAN_D = (*HINGE_SN, "--config.model.d_norm=none")
 # Label swapping with a projection D and an auxiliary classifier that starts
 # from the study's pretrained aux_classifier run (its weight per recipe).
 SWAP_INIT = ("--config.model.label_injection=projection",
@@ -166,10 +170,8 @@ STUDIES = {
             # normalised encoder and heads without BatchNorm (SNGAN, Miyato
             # et al. 2018): D's Lipschitz bound in place of augmentation
             # against its late overconfidence.
-            "width64_ema_decay_lr4_hinge_sn": (
-                *width64_decay_at("4e-4"), "--config.gan.loss=hinge",
-                "--config.gan.d_spectral_norm=true",
-                "--config.model.d_norm=none"),
+            "width64_ema_decay_lr4_hinge_sn": (*width64_decay_at("4e-4"),
+                                               *SNGAN_D),
         },
         compare=dict(num=2000)),
     "label_cgan": Study(
@@ -237,8 +239,7 @@ STUDIES = {
             # Lazy R1 on the real pairs (gamma 1, every 16 D updates).
             "r1": ("--config.gan.r1_weight=1.0",),
             # Hinge loss with a spectrally normalised D.
-            "hinge_sn": ("--config.gan.loss=hinge",
-                         "--config.gan.d_spectral_norm=true"),
+            "hinge_sn": HINGE_SN,
         },
         compare=dict(num=2000)),
     "cyclegan": Study(
@@ -288,10 +289,7 @@ STUDIES = {
             # Hinge loss with a spectrally normalised D without BatchNorm
             # (SNGAN, Miyato et al. 2018), on top of DiffAugment; the
             # config's Adam rates and betas, one D update per G update.
-            "diffaug_hinge_sn": (
-                DIFFAUG, "--config.gan.loss=hinge",
-                "--config.gan.d_spectral_norm=true",
-                "--config.model.d_norm=none"),
+            "diffaug_hinge_sn": (DIFFAUG, *SNGAN_D),
         },
         # 2000 generated scans against the held-out signers' (all of them).
         compare=dict(num=2000)),
