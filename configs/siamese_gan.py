@@ -14,18 +14,23 @@ CPU demo (minutes) on synthetic coloured shapes (no files needed), and on
       --workdir=runs/sgan_demo
   python -m jaxgen.main --config=configs/siamese_gan.py:demo,cifar \
       --workdir=runs/sgan_demo_cifar
+Class-conditional (G asked for cat or dog, a projection discriminator;
+jaxgen/tasks/siamese_gan.py), sampled per class with jaxgen-sample --label:
+  python -m jaxgen.main --config=configs/siamese_gan.py:cond \
+      --workdir=runs/sgan_cond --config.data.root=../shared/data/cifar10_catdog
 FID/KID of 5000 samples are logged every 10 epochs when the Inception
 weights are installed (README "Evaluation"; otherwise one warning); the best
 generator is kept by the pixel-space SWD, or by FID with
 --config.train.best_metric=eval/fid (which then needs the weights).
 Options after the colon: demo, cifar, tiny (tests; always synthetic), bench
 (full-size nets on synthetic images, for benchmarks/bench.py), plain,
-ema=DECAY, steps=N, width=W (G and D widths).
+cond, ema=DECAY, steps=N, width=W (G and D widths).
 """
 
 import ml_collections
 
 from jaxgen import configlib
+from jaxgen.data import cifar
 
 # The cats + dogs train split of CIFAR-10 (5000 per class).
 TRAIN_IMAGES = 10_000
@@ -36,7 +41,7 @@ def get_config(arg=None):
   """Returns the Siamese-GAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, plain=False,
                             ema=0.0, steps=0, width=0, bench=False,
-                            cifar=False)
+                            cifar=False, cond=False)
   c = ml_collections.ConfigDict()
   c.task = "siamese_gan"
   c.seed = 0
@@ -63,6 +68,10 @@ def get_config(arg=None):
       sim_hidden=128,      # Hidden width of the similarity head (0: linear).
       upsample_impl="auto",
       downsample_impl="auto",
+      # > 0: class-conditional G and projection D over data.classes (cond).
+      num_classes=0,
+      # Class-conditional: per-class scale/shift after G's BatchNorms (cond).
+      g_class_norm=False,
   ))
   c.siamese = ml_collections.ConfigDict(dict(
       d_sim_weight=0.0 if arg.plain else 1.0,  # lambda_D (similarity head).
@@ -114,6 +123,9 @@ def get_config(arg=None):
     # Full-size nets on the synthetic source (no files needed).
     c.data.update(source="synthetic", root="")
     c.eval.fid_every = 0
+  if arg.cond:
+    c.model.update(num_classes=len(cifar.resolve_classes(c.data.classes)),
+                   g_class_norm=True)
   if arg.width:
     c.model.update(g_width=arg.width, d_width=arg.width)
   if arg.steps:

@@ -15,7 +15,9 @@ config, with the functions of jaxgen.evaluate:
     FID/KID of the outputs against the targets;
   * label-conditioned cGANs (`data.num_classes` > 0), given a trained
     classifier (configs/classifier.py): `acc_real`, `acc_generated`,
-    `acc_requested` of jaxgen.tasks.classifier.evaluate_generated.
+    `acc_requested` of jaxgen.tasks.classifier.evaluate_generated (for a
+    class-conditional GAN `acc_real`, `acc_requested` and per class, of
+    evaluate_class_samples on `num` samples).
 
 Runs with the same group label (e.g. one recipe trained with seeds 0 and 1)
 are summarised by the mean and the sample standard deviation of each metric
@@ -142,12 +144,16 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
     raise evaluate.EvaluationError(
         f"Task {config.task!r} of {workdir} neither generates nor translates "
         "images; nothing to compare.")
-  if config.data.get("num_classes", 0) and config.task == "cgan":
+  label_cgan = config.data.get("num_classes", 0) and config.task == "cgan"
+  if label_cgan or getattr(task, "num_classes", 0):
     if classifier_workdir:
       # pylint: disable-next=g-import-not-at-top
       from jaxgen.tasks import classifier
       found.update(classifier.evaluate_generated(
-          classifier_workdir, workdir, batch_size, which=which, step=step))
+          classifier_workdir, workdir, batch_size, which=which, step=step)
+                   if label_cgan else classifier.evaluate_class_samples(
+                       classifier_workdir, workdir, num, batch_size, which,
+                       step, truncation))
     else:
       notes.append("Classifier accuracy skipped: no classifier run given.")
   return {"workdir": os.path.abspath(workdir), "group": group,

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxgen import backend
 from jaxgen import checkpoint as ckpt_lib
@@ -105,11 +106,25 @@ class Run:
     """(height, width, channels) of the model's inputs in `direction`."""
     return tuple(self.task.input_shape(self.direction(direction)))
 
-  def generate(self, rng: jax.Array, num: int) -> jax.Array:
-    """`num` new images in [0, 1] (generative tasks)."""
+  def generate(self, rng: jax.Array, num: int,
+               labels: Optional[np.ndarray] = None) -> jax.Array:
+    """`num` new images in [0, 1] (generative tasks).
+
+    Args:
+      rng: a PRNG key.
+      num: how many images.
+      labels: class-conditional GANs: [num] class indices to ask for (None:
+        drawn uniformly); other runs take None.
+
+    Returns:
+      [num, h, w, c] images.
+    """
     self._require("generate")
-    return self._jit("generate", self.task.generate, static_argnums=2)(
-        self._eval_state(), rng, num)
+    generate = self._jit("generate", self.task.generate, static_argnums=2)
+    if labels is None:  # Only class-conditional tasks take labels.
+      return generate(self._eval_state(), rng, num)
+    return generate(self._eval_state(), rng, num,
+                    np.asarray(labels, np.int32))
 
   def encode(self, images: jax.Array) -> Tuple[jax.Array, jax.Array]:
     """Posterior (mean, logvar) of images in [0, 1] (the VAE)."""

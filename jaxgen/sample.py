@@ -3,6 +3,7 @@ r"""Draws images from a trained VAE, GAN or Siamese GAN run.
   python -m jaxgen.sample --workdir=runs/gan --num=64 --out=out/gan
   python -m jaxgen.sample --workdir=runs/vae --out=out/vae --interpolate \
       --reconstruct=scans/
+  python -m jaxgen.sample --workdir=runs/sgan_cond --out=out/cats --label=cat
 
 (or `jaxgen-sample` once installed). Writes under --out:
 
@@ -24,7 +25,9 @@ threshold, cropped to the ink, padded square, resized; ink = 1 when
 scans. Files that cannot be read (or hold no ink) are skipped with a warning
 and counted. Images are written as the model gives them: signature models
 draw white ink on black. The same --seed and --batch_size give the same
-images.
+images. --label asks a class-conditional GAN (configs/siamese_gan.py:cond)
+for one class, by name or index; without it each sample's class is drawn
+at random.
 
 From Python:
 
@@ -53,8 +56,35 @@ from jaxgen.data import preprocess
 GRID_COLUMNS = 8
 
 
+def class_index(r: run_lib.Run, label: str) -> int:
+  """The index of class `label` (a name or an index) of a conditional run.
+
+  Args:
+    r: a loaded run.
+    label: a class name of the run's data (e.g. "cat") or its index.
+
+  Returns:
+    The class index.
+
+  Raises:
+    cli.UserError: the run is not class-conditional, or has no such class.
+  """
+  names = list(getattr(r.task, "class_names", []))
+  if not names:
+    raise cli.UserError(
+        f"--label needs a class-conditional run; the {r.config.task!r} run "
+        f"in {r.workdir} is not (configs/siamese_gan.py:cond is).")
+  key = label.strip().lower()
+  if key in names:
+    return names.index(key)
+  if key.isdigit() and int(key) < len(names):
+    return int(key)
+  raise cli.UserError(f"Unknown class {label!r}; this run's classes are "
+                      f"{', '.join(names)} (or 0-{len(names) - 1}).")
+
+
 def draw(r: run_lib.Run, num: int, seed: int = 0,
-         batch_size: int = 64) -> np.ndarray:
+         batch_size: int = 64, label: Optional[int] = None) -> np.ndarray:
   """`num` images from a generative run, in [0, 1].
 
   Args:
@@ -63,13 +93,16 @@ def draw(r: run_lib.Run, num: int, seed: int = 0,
     seed: noise seed; chunk i uses fold_in(key(seed), i).
     batch_size: images per model call (all calls the same size: one
       compilation).
+    label: class-conditional runs: the class index to ask for (None: drawn
+      uniformly).
 
   Returns:
     float32 [num, h, w, c].
   """
   size = max(1, min(batch_size, num))
   key = jax.random.key(seed)
-  chunks = [np.asarray(r.generate(jax.random.fold_in(key, i), size))
+  labels = None if label is None else np.full((size,), label, np.int32)
+  chunks = [np.asarray(r.generate(jax.random.fold_in(key, i), size, labels))
             for i in range(-(-num // size))]
   return np.concatenate(chunks)[:num]
 
@@ -183,7 +216,8 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
                step: Optional[int] = None, interpolate: bool = False,
                reconstruct_path: Optional[str] = None, walk_steps: int = 8,
                batch_size: int = 64,
-               truncation: Optional[float] = None) -> Dict:
+               truncation: Optional[float] = None,
+               label: Optional[str] = None) -> Dict:
   """Writes samples (and VAE walks and reconstructions) under `out`.
 
   Args:
@@ -199,6 +233,8 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
     batch_size: images per model call.
     truncation: GAN runs: sample with this `gan.truncation` (with a
       workdir; None: the stored one).
+    label: class-conditional runs: the class (name or index) every sample
+      is asked for (None: drawn uniformly).
 
   Returns:
     {"written": [paths], "skipped": [(path, reason)], "step"}.
@@ -218,6 +254,7 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
         f"The {r.config.task!r} run in {r.workdir} does not generate images"
         + ("; translate with python -m jaxgen.translate." if r.directions
            else "."))
+  index = None if label is None else class_index(r, label)
   written, skipped, points = [], [], None
   if reconstruct_path:
     folder = os.path.join(out, "reconstruction")
@@ -236,7 +273,7 @@ def sample_run(workdir: Union[str, run_lib.Run], out: str, num: int = 64,
     written.append(_write_grid(out, "reconstruction", pairs))
     written += _write_each(folder, recon, [i.name for i in kept])
   if num:
-    images = draw(r, num, seed, batch_size)
+    images = draw(r, num, seed, batch_size, index)
     written.append(_write_grid(out, "samples", images))
     written += _write_each(os.path.join(out, "samples"), images,
                            [f"{i:04d}" for i in range(num)])
@@ -260,6 +297,10 @@ def _define(fv: flags.FlagValues, argv: List[str]):
   flags.DEFINE_integer("num", 64, "Images to draw (0: none).", lower_bound=0,
                        flag_values=fv)
   flags.DEFINE_integer("seed", 0, "Noise seed.", flag_values=fv)
+  flags.DEFINE_string("label", None, "Class-conditional GAN: the class to "
+                      "draw (a name of the run's data.classes, e.g. cat, or "
+                      "its index); default: classes drawn at random.",
+                      flag_values=fv)
   flags.DEFINE_bool("interpolate", False, "VAE: also write latent walks.",
                     flag_values=fv)
   flags.DEFINE_string("reconstruct", None, "VAE: an image file or folder to "
@@ -275,7 +316,7 @@ def _define(fv: flags.FlagValues, argv: List[str]):
 def _sample(fv: flags.FlagValues):
   found = sample_run(fv.workdir, fv.out, fv.num, fv.seed, fv.which, fv.step,
                      fv.interpolate, fv.reconstruct, fv.walk_steps,
-                     fv.batch_size, fv.truncation)
+                     fv.batch_size, fv.truncation, fv.label)
   cli.print_written(found, fv.out, "file(s)", f"step {found['step']}")
 
 

@@ -19,7 +19,10 @@ split (jaxgen/compare.py says what):
   label cGAN             also the accuracy of a trained classifier
                          (--classifier=WORKDIR, configs/classifier.py) on
                          real photos and on photos generated with the true
-                         and with requested labels.
+                         and with requested labels;
+  class-conditional      (siamese_gan :cond) the same classifier's accuracy
+  Siamese GAN            on the real test images and on --num samples asked
+                         for each class in turn.
 
 Prints a Markdown table of the groups and writes OUT/summary.json (every
 run's metrics and notes, and the groups' mean/std) and, for generative
@@ -70,7 +73,8 @@ def define(fv: flags.FlagValues, argv: List[str]):
   flags.DEFINE_enum("resize", "bilinear-tf", list(resize_lib.RESIZE_MODES),
                     "Inception resize mode.", flag_values=fv)
   flags.DEFINE_string("classifier", "", "Classifier workdir for label-"
-                      "conditioned cGAN runs.", flag_values=fv)
+                      "conditioned cGAN and class-conditional GAN runs.",
+                      flag_values=fv)
   cli.define_truncation_flag(fv)
   flags.mark_flags_as_required(["workdirs", "out"], flag_values=fv)
 

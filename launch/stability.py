@@ -13,8 +13,13 @@ Studies (the data is ../shared/data beside the repository, see its README):
                with decaying learning rates, or with both rates doubled,
                tripled or quadrupled and decaying (the doubled also with
                DiffAugment, or with the hinge loss and a spectrally
-               normalised D); FID/KID of 2000 generated
-               images against the 2000 test images.
+               normalised D, or class-conditional with a projection D,
+               G conditioned through its first layer or also through
+               conditional batch norm);
+               FID/KID of 2000 generated images against the 2000 test
+               images, and for the class-conditional recipe the accuracy
+               of a cat/dog classifier (trained first, once) on samples
+               asked for each class.
   label_cgan   label-conditioned pix2pix on CIFAR cats/dogs (sketched on the
                fly): label channels ("concat") against a projection
                discriminator with class-conditional G normalisation, and
@@ -77,6 +82,11 @@ SNGAN_D = (*HINGE_SN, "--config.model.d_norm=none")
 SWAP_INIT = ("--config.model.label_injection=projection",
              "--config.gan.label_swap=0.5",
              "--config.gan.aux_classifier_init={out}/aux_classifier")
+
+
+# The evaluation classifier of CIFAR cats vs dogs (32 px photos).
+CIFAR_CLASSIFIER = ("configs/classifier.py:steps=3000",
+                    f"--config.data.root={CIFAR}")
 
 
 class Study(NamedTuple):
@@ -172,8 +182,21 @@ STUDIES = {
             # against its late overconfidence.
             "width64_ema_decay_lr4_hinge_sn": (*width64_decay_at("4e-4"),
                                                *SNGAN_D),
+            # width64_ema_decay_lr4 class-conditional (configs/
+            # siamese_gan.py:cond): G asked for cat or dog, a projection D,
+            # so that each sample must look like its class to D; scored
+            # also by a cat/dog classifier on samples asked for each class.
+            "width64_ema_decay_lr4_cond": (*width64_decay_at("4e-4"),
+                                           "--config.model.num_classes=2"),
+            # The same with a per-class scale and shift after each of G's
+            # BatchNorms (conditional batch norm): without it, samples of
+            # one code asked for cat and for dog hardly differ.
+            "width64_ema_decay_lr4_cond_norm": (
+                *width64_decay_at("4e-4"), "--config.model.num_classes=2",
+                "--config.model.g_class_norm=true"),
         },
-        compare=dict(num=2000)),
+        compare=dict(num=2000),
+        classifier=CIFAR_CLASSIFIER),
     "label_cgan": Study(
         # Width 32: a quarter of the compute of the config's 64, so that a
         # run fits the CPU budget of the README's Results.
@@ -209,8 +232,7 @@ STUDIES = {
                 "--config.aux_optim.lr=1e-4"),
         },
         compare=dict(num=2000),
-        classifier=("configs/classifier.py:steps=3000",
-                    f"--config.data.root={CIFAR}"),
+        classifier=CIFAR_CLASSIFIER,
         check_classifier=("configs/classifier.py:steps=3000",
                           f"--config.data.root={CIFAR}",
                           "--config.model.width=16",

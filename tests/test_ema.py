@@ -56,8 +56,8 @@ def test_recursion_over_three_steps_with_a_fake_update(monkeypatch):
   for a, b in zip(_leaves(ema0), _leaves(live0)):
     np.testing.assert_array_equal(a, b)
 
-  def fake_g_update(s, real, rng, apply):
-    del real, rng, apply
+  def fake_g_update(s, real, rng, apply, labels=None):
+    del real, rng, apply, labels
     k = s.step.astype(jnp.float32) + 1.0
     return s.replace(g=s.g.replace(
         params=jax.tree_util.tree_map(lambda p: p + k, live0["params"]),

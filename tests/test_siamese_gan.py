@@ -172,7 +172,8 @@ def test_loss_signs(sign):
   task, state, _ = _task(**{"siamese.d_sim_weight": 1.0,
                             "siamese.g_sim_weight": 1.0})
   feat = lambda x: jnp.mean(x, axis=(1, 2, 3))[:, None]
-  task._encode = lambda v, x: (feat(x), 3 * sign * feat(x)[:, 0], v)
+  task._encode = lambda v, x, labels=None: (feat(x),
+                                            3 * sign * feat(x)[:, 0], v)
   task._sim = lambda v, fa, fb: 2 * sign * (1 - jnp.abs(fa - fb))[:, 0]
   task.generator_forward = lambda g, z, train=True: (
       -jnp.ones((z.shape[0], 16, 16, 3)), g.batch_stats)

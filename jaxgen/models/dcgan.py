@@ -76,6 +76,11 @@ class Generator(nn.Module):
     dtype: compute dtype.
     bn_momentum: of the BatchNorm running averages; 0 makes a training
       call store the batch's own statistics (gan.bn_recalibrate).
+    num_classes: > 0: the last num_classes entries of z are a one-hot
+      class, and every BatchNorm is followed by a per-class scale and shift
+      (`normalization.ClassFiLM`, conditional batch norm; the identity at
+      initialisation), so that the class reaches every resolution rather
+      than only the first dense layer, where G can drown it in z.
   """
   res: int
   channels: int
@@ -84,18 +89,27 @@ class Generator(nn.Module):
   upsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
   bn_momentum: float = 0.9
+  num_classes: int = 0
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     widths = level_widths(self.width, self.max_width, num_levels(self.res))
-    norm = lambda: nn.BatchNorm(use_running_average=not train,
-                                momentum=self.bn_momentum, dtype=self.dtype)
+    label = (jnp.argmax(z[:, -self.num_classes:], -1) if self.num_classes
+             else None)
+
+    def norm(x):
+      x = nn.BatchNorm(use_running_average=not train,
+                       momentum=self.bn_momentum, dtype=self.dtype)(x)
+      if self.num_classes:
+        x = normalization.ClassFiLM(self.num_classes, self.dtype)(x, label)
+      return x
+
     x = nn.Dense(4 * 4 * widths[-1], use_bias=False, dtype=self.dtype)(z)
-    x = nn.relu(norm()(x.reshape(z.shape[0], 4, 4, widths[-1])))
+    x = nn.relu(norm(x.reshape(z.shape[0], 4, 4, widths[-1])))
     for w in reversed(widths[:-1]):
       x = layers.UpConv(w, use_bias=False, impl=self.upsample_impl,
                         dtype=self.dtype)(x)
-      x = nn.relu(norm()(x))
+      x = nn.relu(norm(x))
     x = layers.UpConv(self.channels, impl=self.upsample_impl,
                       dtype=self.dtype)(x)
     return jnp.tanh(x.astype(jnp.float32))

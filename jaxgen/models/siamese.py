@@ -10,9 +10,15 @@ the same weights; with `similarity=False` the module is a DCGAN
 discriminator (encoder + linear head on the 4x4 map), which is what the
 "plain" baseline trains.
 
-Calls: `__call__(x)` -> (features, D logits); `similarity_logits(fa, fb)`
+Calls: `__call__(x[, label])` -> (features, D logits); `similarity_logits(fa, fb)`
 -> S logits from two feature batches (so a training step encodes each image
 once and reuses the features for both heads).
+
+`num_classes` > 0 makes D class-conditional by projection (Miyato & Koyama
+2018): D(x, y) = w_adv . f(x) + b_adv + e_y . f(x), with e_y a learned
+embedding of class y (`projection`, not spectrally normalised, as in their
+discriminator). The class can then not be ignored: D judges whether x looks
+like a real image *of class y*. The similarity head stays label-free.
 
 `spectral_norm=True` (`gan.d_spectral_norm`) spectrally normalises every
 weight of the encoder and both heads (jaxgen/models/normalization.py); the
@@ -83,6 +89,17 @@ class SimilarityHead(nn.Module):
     return sn(nn.Dense(1, dtype=self.dtype))(h)[:, 0].astype(jnp.float32)
 
 
+class Projection(nn.Module):
+  """(features [b, d], labels [b]) -> e_label . features [b] (float32)."""
+  num_classes: int
+  dtype: Optional[jnp.dtype] = None
+
+  @nn.compact
+  def __call__(self, feats, labels):
+    embed = nn.Embed(self.num_classes, feats.shape[-1], dtype=self.dtype)
+    return jnp.sum(embed(labels) * feats, -1).astype(jnp.float32)
+
+
 class SiameseDiscriminator(nn.Module):
   """Shared encoder `encoder`, heads `adv_head` and (optionally) `sim_head`.
 
@@ -91,6 +108,7 @@ class SiameseDiscriminator(nn.Module):
     similarity: whether the similarity head exists.
     sim_hidden: hidden width of the similarity head.
     spectral_norm: spectrally normalise every weight (encoder and heads).
+    num_classes: > 0 adds the class projection (module docstring).
   """
   width: int = 64
   max_width: int = 512
@@ -100,6 +118,7 @@ class SiameseDiscriminator(nn.Module):
   downsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
   spectral_norm: bool = False
+  num_classes: int = 0
 
   def setup(self):
     self.encoder = Encoder(self.width, self.max_width, self.norm,
@@ -111,13 +130,29 @@ class SiameseDiscriminator(nn.Module):
     if self.similarity:
       self.sim_head = SimilarityHead(self.sim_hidden, self.dtype,
                                      self.spectral_norm)
+    if self.num_classes:
+      self.projection = Projection(self.num_classes, self.dtype)
 
-  def __call__(self, x, train: bool = True):
-    """Returns (features [b, d], real/fake logits [b])."""
+  def __call__(self, x, label=None, train: bool = True):
+    """Returns (features [b, d], real/fake logits [b]).
+
+    Args:
+      x: images [b, res, res, c] in [-1, 1].
+      label: [b] class indices; required when num_classes > 0 (except at
+        initialisation), ignored otherwise.
+      train: training mode (batch statistics, power iterations).
+    """
     feats = self.encoder(x, train)
     head = (functools.partial(self.adv_head_sn, update_stats=train)
             if self.spectral_norm else self.adv_head)
     logits = head(feats)[:, 0].astype(jnp.float32)
+    if self.num_classes:
+      if label is None:
+        if not self.is_initializing():
+          raise ValueError(f"This discriminator is conditioned on "
+                           f"{self.num_classes} classes and needs labels.")
+        label = jnp.zeros(x.shape[:1], jnp.int32)
+      logits = logits + self.projection(feats, label)
     if self.similarity and (self.is_initializing() or
                             (train and self.spectral_norm)):
       # Creates the head's parameters; with spectral normalisation, a

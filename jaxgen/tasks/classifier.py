@@ -18,6 +18,13 @@ prints the result as JSON; --which and --step choose the cGAN's checkpoint
 `acc_generated` asks for each sketch's true label; `acc_requested` asks for
 every class in turn (label swapping), which separates real conditioning from
 a generator that merely reads the class off the sketch.
+
+`evaluate_class_samples` does the same for a class-conditional GAN
+(`configs/siamese_gan.py:cond`), which has no sketches: `acc_requested` is
+the accuracy on samples drawn for each class in turn (equal numbers), i.e.
+whether a classifier of the real photos sees the class the generator was
+asked for; `acc_real` is on the GAN's real test images. The command above
+takes such a run as --cgan_workdir too.
 """
 
 import json
@@ -125,6 +132,10 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
     class c (target c); n is the number of test pairs used.
   """
   cgan_config = ckpt_lib.stored_config(cgan_workdir)
+  if cgan_config.task == "siamese_gan":
+    return evaluate_class_samples(classifier_workdir, cgan_workdir,
+                                  batch_size=batch_size, which=which,
+                                  step=step)
   num_classes = int(cgan_config.data.get("num_classes", 0))
   if not num_classes:
     raise ValueError(f"The cGAN in {cgan_workdir} is not label-conditioned "
@@ -168,11 +179,104 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
   return out
 
 
+def _checked_pair(classifier_workdir: str, num_classes: int, res: int):
+  """The loaded classifier run, checked against a generator's classes/res."""
+  c_run = run.load(classifier_workdir)
+  data = c_run.config.data
+  if int(data.get("num_classes", 0)) != num_classes:
+    raise ValueError(f"The classifier knows {data.get('num_classes', 0)} "
+                     f"classes, the generator {num_classes}.")
+  if data.crop_size != res:
+    raise ValueError(
+        f"The classifier was trained at {data.crop_size} px and the "
+        f"generator at {res} px; they must match.")
+  return c_run
+
+
+def evaluate_class_samples(classifier_workdir: str, gan_workdir: str,
+                           num: int = 2000, batch_size: int = 64,
+                           which: Optional[str] = None,
+                           step: Optional[int] = None,
+                           truncation: Optional[float] = None
+                           ) -> Dict[str, float]:
+  """Classifier accuracy on real test images and on per-class samples.
+
+  The classifier (a `configs/classifier.py` run on class sub-folders, whose
+  classes are in sorted name order) must know the GAN's classes at its
+  resolution; the GAN's `data.classes` must be listed in sorted order too,
+  so that index i means the same class to both.
+
+  Args:
+    classifier_workdir: workdir of a `task="classifier"` run.
+    gan_workdir: workdir of a class-conditional `siamese_gan` run.
+    num: samples in all, split equally over the classes.
+    batch_size: generation and classification batch size.
+    which: the GAN's "best" or "latest" checkpoint (default as run.load).
+    step: a specific step of `which` (default: the newest).
+    truncation: sample with this `gan.truncation` (None: the stored one).
+
+  Returns:
+    {"acc_real", "acc_requested", "acc_requested_<class>" per class, "n"}:
+    accuracy on the GAN's real test images, on the samples asked for each
+    class, and n the number of samples.
+
+  Raises:
+    ValueError: the run is not class-conditional, or the classes differ.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from jaxgen.data import cifar
+  g_run = run.load(gan_workdir, which, step, truncation)
+  task, config = g_run.task, g_run.config
+  num_classes = getattr(task, "num_classes", 0)
+  if not num_classes:
+    raise ValueError(f"The {config.task!r} run in {gan_workdir} is not "
+                     "class-conditional (model.num_classes = 0); train "
+                     "configs/siamese_gan.py:cond.")
+  names = [cifar.CLASS_NAMES[i]
+           for i in cifar.resolve_classes(config.data.classes)]
+  if names != sorted(names):
+    raise ValueError(
+        f"The GAN's classes {names} are not in sorted order, the order of a "
+        "classifier trained on class sub-folders; retrain it with "
+        f"data.classes={','.join(sorted(names))}.")
+  c_run = _checked_pair(classifier_workdir, num_classes, config.data.res)
+  predict = backend.jit(c_run.task.predict)
+
+  def hits(images, target):
+    pred = np.asarray(jnp.argmax(predict(c_run.state, images), -1))
+    return pred == np.asarray(target)
+
+  real, n_real = 0.0, 0
+  for batch in pipeline.eval_batches(pipeline.build(config.data, "test"),
+                                     batch_size):
+    mask = np.asarray(batch.pop("mask"))
+    labels = task.batch_labels(batch)
+    real += float(np.sum(hits(base.to_signed(batch["image"]), labels) * mask))
+    n_real += int(mask.sum())
+  out = {"acc_real": real / max(n_real, 1)}
+  per_class = -(-num // num_classes)
+  size = max(1, min(batch_size, per_class))
+  key = jax.random.key(config.seed)
+  accs = []
+  for c in range(num_classes):
+    got = []
+    for i in range(-(-per_class // size)):
+      images = g_run.generate(jax.random.fold_in(key, c * 100_003 + i), size,
+                              np.full((size,), c, np.int32))
+      got.append(hits(base.to_signed(images), c))
+    accs.append(float(np.mean(np.concatenate(got)[:per_class])))
+    out[f"acc_requested_{names[c]}"] = accs[-1]
+  out["acc_requested"] = float(np.mean(accs))
+  out["n"] = per_class * num_classes
+  return out
+
+
 def _define(fv: flags.FlagValues, argv: List[str]):
   del argv
   flags.DEFINE_string("classifier_workdir", None,
                       "Workdir of the trained classifier run.", flag_values=fv)
-  cli.define_run_flags(fv, "Workdir of the label-conditioned cGAN run.",
+  cli.define_run_flags(fv, "Workdir of the label-conditioned cGAN run (or "
+                       "of a class-conditional Siamese GAN).",
                        workdir_flag="cgan_workdir")
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.",
                        lower_bound=1, flag_values=fv)

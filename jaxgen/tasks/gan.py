@@ -115,7 +115,7 @@ class GANTask(base.Task):
   def init_state(self, rng, batch=None):
     del batch  # Shapes come from the config.
     g_rng, d_rng = jax.random.split(rng)
-    z = jnp.zeros((2, self.config.model.z_dim))
+    z = jnp.zeros((2, self.config.model.z_dim + self.num_classes))
     g_vars = jax.jit(self.gen.init)(g_rng, z)
     d_vars = jax.jit(self.disc.init)(d_rng, self.example_batch()["image"])
     steps = self.config.train.num_steps
@@ -129,26 +129,72 @@ class GANTask(base.Task):
 
   # Pieces subclasses reuse or override.
 
-  def sample_z(self, rng, num):
-    """Training codes: [num, z_dim] from N(0, I)."""
-    return jax.random.normal(rng, (num, self.config.model.z_dim))
+  @property
+  def num_classes(self) -> int:
+    """Classes G and D are conditioned on; 0 (unconditional) here."""
+    return 0
 
-  def sampling_z(self, rng, num):
+  def batch_labels(self, batch):
+    """Class indices [b] of a batch's real images, or None (unconditional)."""
+    del batch
+    return None
+
+  def _codes(self, rng, z_fn, num, labels):
+    """z_fn(key, shape) codes, with one-hot `labels` (random if None) when
+    the task is class-conditional."""
+    shape = (num, self.config.model.z_dim)
+    if not self.num_classes:
+      if labels is not None:
+        raise ValueError(
+            "Labels were given, but this generator is unconditional (a "
+            "class-conditional Siamese GAN has model.num_classes > 0).")
+      return z_fn(rng, shape)  # The key of unconditional runs, unsplit.
+    z_rng, label_rng = jax.random.split(rng)
+    z = z_fn(z_rng, shape)
+    if labels is None:
+      labels = jax.random.randint(label_rng, (num,), 0, self.num_classes)
+    labels = jnp.broadcast_to(jnp.asarray(labels, jnp.int32), (num,))
+    return jnp.concatenate(
+        [z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], -1)
+
+  def code_labels(self, z):
+    """The class indices [b] of codes from `sample_z`, or None."""
+    if not self.num_classes:
+      return None
+    return jnp.argmax(z[:, self.config.model.z_dim:], -1)
+
+  def sample_z(self, rng, num, labels=None):
+    """Training codes: [num, z_dim] from N(0, I).
+
+    Args:
+      rng: a PRNG key.
+      num: how many codes.
+      labels: class-conditional tasks: [num] (or scalar) class indices
+        appended one-hot; None draws them uniformly.
+
+    Returns:
+      [num, z_dim + num_classes] codes.
+    """
+    return self._codes(rng, jax.random.normal, num, labels)
+
+  def sampling_z(self, rng, num, labels=None):
     """Codes of samples, `generate` and eval (gan.truncation, module doc).
 
     Args:
       rng: a PRNG key.
       num: how many codes.
+      labels: as in `sample_z`.
 
     Returns:
-      [num, z_dim] codes: `sample_z`, or with gan.truncation = t > 0 each
-      coordinate from N(0, 1) truncated to [-t, t].
+      [num, z_dim + num_classes] codes: `sample_z`, or with gan.truncation
+      = t > 0 each coordinate of z from N(0, 1) truncated to [-t, t].
     """
     t = self.config.gan.get("truncation", 0.0)
     if not t:
-      return self.sample_z(rng, num)
-    return jax.random.truncated_normal(rng, -t, t,
-                                       (num, self.config.model.z_dim))
+      return self.sample_z(rng, num, labels)
+    return self._codes(
+        rng, lambda key, shape: jax.random.truncated_normal(key, -t, t, shape),
+        num, labels)
 
   def generator_forward(self, g, z, train=True):
     """G(z) in [-1, 1] and the updated generator batch statistics."""
@@ -225,8 +271,13 @@ class GANTask(base.Task):
     feats = lambda x: regularizers.apply_d(self.disc, v, x, features=True)[2]
     return self.reg.fm_term(feats(self.reg.augment(real, rng)), feats(fake))
 
-  def d_loss(self, d_params, d, real, fake, rng):
-    """Discriminator loss (mean), metrics and new D batch statistics."""
+  def d_loss(self, d_params, d, real, fake, rng, labels=None):
+    """Discriminator loss (mean), metrics and new D batch statistics.
+
+    `labels` (class-conditional tasks: real and fake class indices) is
+    None here.
+    """
+    del labels
     real_rng, fake_rng, pen_rng = self.reg.split(rng, 3)
     v = d.variables(d_params)
     real_logits, upd = self.disc.apply(v, self.reg.augment(real, real_rng),
@@ -244,8 +295,13 @@ class GANTask(base.Task):
                     "d_fake": losses.mean_sigmoid(fake_logits)})
     return loss, (metrics, upd.get("batch_stats"))
 
-  def g_loss(self, g_params, state, real, rng):
-    """Generator loss (mean), metrics and new G batch statistics."""
+  def g_loss(self, g_params, state, real, rng, labels=None):
+    """Generator loss (mean), metrics and new G batch statistics.
+
+    `labels` (class-conditional tasks: the real images' class indices) is
+    None here.
+    """
+    del labels
     z = self.sample_z(rng, real.shape[0])
     fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
     fake_rng, real_rng = self.reg.split(rng, 2, fold=1)
@@ -262,38 +318,43 @@ class GANTask(base.Task):
 
   # The alternation.
 
-  def _d_update(self, state, real, rng, apply):
+  def _d_update(self, state, real, rng, apply, labels=None):
     z_rng, d_rng = jax.random.split(rng)
-    fake, _ = self.generator_forward(
-        state.g, self.sample_z(z_rng, real.shape[0]))
+    z = self.sample_z(z_rng, real.shape[0])
+    fake, _ = self.generator_forward(state.g, z)
     fake = jax.lax.stop_gradient(fake)
+    # Class-conditional: (real labels, the labels G was asked for).
+    both = None if labels is None else (labels, self.code_labels(z))
     grad_fn = jax.value_and_grad(self.d_loss, has_aux=True)
     if not apply:
-      _, (metrics, _) = self.d_loss(state.d.params, state.d, real, fake, d_rng)
+      _, (metrics, _) = self.d_loss(state.d.params, state.d, real, fake, d_rng,
+                                    both)
       return state, metrics
     (_, (metrics, stats)), grads = grad_fn(state.d.params, state.d, real,
-                                           fake, d_rng)
+                                           fake, d_rng, both)
     return state.replace(d=gan_base.apply_updates(state.d, grads,
                                                   batch_stats=stats)), metrics
 
-  def _g_update(self, state, real, rng, apply):
+  def _g_update(self, state, real, rng, apply, labels=None):
     if not apply:
-      _, (metrics, _) = self.g_loss(state.g.params, state, real, rng)
+      _, (metrics, _) = self.g_loss(state.g.params, state, real, rng, labels)
       return state, metrics
     grad_fn = jax.value_and_grad(self.g_loss, has_aux=True)
-    (_, (metrics, stats)), grads = grad_fn(state.g.params, state, real, rng)
+    (_, (metrics, stats)), grads = grad_fn(state.g.params, state, real, rng,
+                                           labels)
     return state.replace(g=gan_base.apply_updates(state.g, grads,
                                                   batch_stats=stats)), metrics
 
   def train_step(self, state, batch, rng):
     real = base.to_signed(batch["image"])
+    labels = self.batch_labels(batch)
     d_rng, g_rng = jax.random.split(rng)
     gan = self.config.gan
     state, d_metrics = gan_base.alternate(
-        lambda s, apply: self._d_update(s, real, d_rng, apply),
+        lambda s, apply: self._d_update(s, real, d_rng, apply, labels),
         gan.g_steps, 0, state)
     state, g_metrics = gan_base.alternate(
-        lambda s, apply: self._g_update(s, real, g_rng, apply),
+        lambda s, apply: self._g_update(s, real, g_rng, apply, labels),
         gan.d_steps, gan.d_steps - 1, state)
     state = gan_base.with_ema(state.replace(step=state.step + 1),
                               self.ema_decay)
@@ -302,17 +363,22 @@ class GANTask(base.Task):
   def eval_step(self, state, batch, rng):
     real = base.to_signed(batch["image"])
     z_rng, swd_rng = jax.random.split(rng)
-    fake, _ = self.generator_forward(
-        self.sampling_generator(state),
-        self.sampling_z(z_rng, real.shape[0]), train=False)
+    z = self.sampling_z(z_rng, real.shape[0])
+    fake, _ = self.generator_forward(self.sampling_generator(state), z,
+                                     train=False)
     v = state.d.variables()
-    out_real = self.disc.apply(v, real, train=False)
-    out_fake = self.disc.apply(v, fake, train=False)
+    out_real = self.d_eval(v, real, self.batch_labels(batch))
+    out_fake = self.d_eval(v, fake, self.code_labels(z))
     swd = losses.sliced_wasserstein(fake, real, swd_rng)
     return {"d_real": jax.nn.sigmoid(self.d_logits(out_real)),
             "d_fake": jax.nn.sigmoid(self.d_logits(out_fake)),
             "swd": jnp.full(real.shape[:1], swd),
             **self.eval_d_extras(v, out_real, out_fake)}
+
+  def d_eval(self, d_vars, images, labels):
+    """D's output in eval mode; `labels` (None here) for conditional Ds."""
+    del labels
+    return self.disc.apply(d_vars, images, train=False)
 
   def eval_d_extras(self, d_vars, out_real, out_fake):
     """Per-example eval metrics from D's outputs beyond D(real), D(fake).
@@ -331,7 +397,20 @@ class GANTask(base.Task):
   def samples(self, state, batch, rng):
     return {"samples": self.generate(state, rng, batch["image"].shape[0])}
 
-  def generate(self, state, rng, num):
+  def generate(self, state, rng, num, labels=None):
+    """`num` images in [0, 1] from the sampling generator.
+
+    Args:
+      state: a GANState.
+      rng: a PRNG key.
+      num: how many images.
+      labels: class-conditional tasks: [num] (or scalar) class indices to
+        ask for; None draws them uniformly. Unconditional tasks take None.
+
+    Returns:
+      [num, res, res, channels] images.
+    """
     fake, _ = self.generator_forward(self.sampling_generator(state),
-                                     self.sampling_z(rng, num), train=False)
+                                     self.sampling_z(rng, num, labels),
+                                     train=False)
     return base.to_unit(fake)

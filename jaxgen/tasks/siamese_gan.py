@@ -46,6 +46,18 @@ GAN family, see jaxgen/tasks/gan_base.py. The EMA copy is used for samples,
 `state.d.batch_stats`, updated by the D step's encoder calls (for both
 heads: see SiameseDiscriminator).
 
+Class-conditional (`model.num_classes` > 0, the config's `cond`; it must
+equal the number of `data.classes`): G's code is z with the one-hot class
+appended (`sample_z`), with `model.g_class_norm` also a per-class scale and
+shift after each of G's BatchNorms (jaxgen/models/dcgan.py; without it the
+class enters G's first dense layer only, and measured G nearly ignores it:
+README "Results"), D adds the class projection of jaxgen/models/
+siamese.py; class i is the i-th of `data.classes` (the data's CIFAR ids are
+mapped to it). Real images are judged with their own class, fakes with the
+class G was asked for, drawn uniformly; `generate` takes the classes to
+ask for. GP, R1 and feature matching call D without labels and are not
+available with it (one error at construction).
+
 The "best" checkpoint uses the configured `train.best_metric` (default
 `eval/swd`, sliced Wasserstein distance between generated and held-out real
 pixels, as in GANTask).
@@ -53,8 +65,10 @@ pixels, as in GANTask).
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen import losses
+from jaxgen.data import cifar
 from jaxgen.models import dcgan
 from jaxgen.models import siamese
 from jaxgen.tasks import gan
@@ -73,6 +87,40 @@ class SiameseGANTask(gan.GANTask):
   GANTask's; `d_loss` and `g_loss` add the similarity terms.
   """
 
+  def __init__(self, config):
+    super().__init__(config)
+    if self.num_classes:
+      check_conditional(config)
+      ids = cifar.resolve_classes(config.data.get("classes", "cat,dog"))
+      # CIFAR-10 id -> index in data.classes (-1: not a selected class).
+      table = np.full(len(cifar.CLASS_NAMES), -1, np.int32)
+      table[list(ids)] = np.arange(len(ids))
+      self._class_index = table
+
+  @property
+  def num_classes(self) -> int:
+    return int(self.config.model.get("num_classes", 0))
+
+  @property
+  def class_names(self):
+    """The names of the classes G is conditioned on, by index (or [])."""
+    if not self.num_classes:
+      return []
+    return [cifar.CLASS_NAMES[i] for i in
+            cifar.resolve_classes(self.config.data.get("classes", "cat,dog"))]
+
+  def batch_labels(self, batch):
+    """The class indices [b] of the batch's CIFAR ids (conditional only)."""
+    if not self.num_classes:
+      return None
+    return jnp.asarray(self._class_index)[batch["label"]]
+
+  def example_batch(self, num=2):
+    batch = super().example_batch(num)
+    if self.num_classes:
+      batch["label"] = jnp.zeros((num,), jnp.int32)
+    return batch
+
   @property
   def use_similarity(self):
     s = self.config.siamese
@@ -80,19 +128,22 @@ class SiameseGANTask(gan.GANTask):
 
   def make_models(self, res, channels):
     m = self.config.model
-    gen = dcgan.Generator(res=res, channels=channels, width=m.g_width,
-                          max_width=m.max_width,
-                          upsample_impl=m.get("upsample_impl"))
+    gen = dcgan.Generator(
+        res=res, channels=channels, width=m.g_width, max_width=m.max_width,
+        upsample_impl=m.get("upsample_impl"),
+        num_classes=self.num_classes if m.get("g_class_norm") else 0)
     disc = siamese.SiameseDiscriminator(
         width=m.d_width, max_width=m.max_width, norm=m.get("d_norm", "batch"),
         similarity=self.use_similarity, sim_hidden=m.get("sim_hidden", 128),
         downsample_impl=m.get("downsample_impl"),
-        spectral_norm=self.config.gan.get("d_spectral_norm", False))
+        spectral_norm=self.config.gan.get("d_spectral_norm", False),
+        num_classes=self.num_classes)
     return gen, disc
 
-  def _encode(self, v, images):
+  def _encode(self, v, images, labels=None):
     """(features, logits, updated variables) in train mode."""
-    (feats, logits), stats, _ = regularizers.apply_d(self.disc, v, images)
+    (feats, logits), stats, _ = regularizers.apply_d(self.disc, v, images,
+                                                     labels)
     return feats, logits, regularizers.with_stats(v, stats)
 
   def d_logits(self, output):
@@ -102,13 +153,28 @@ class SiameseGANTask(gan.GANTask):
     return self.disc.apply(
         v, fa, fb, method=siamese.SiameseDiscriminator.similarity_logits)
 
-  def d_loss(self, d_params, d, real, fake, rng):
-    """L_D (see the module docstring), metrics and new D batch statistics."""
+  def d_loss(self, d_params, d, real, fake, rng, labels=None):
+    """L_D (see the module docstring), metrics and new D batch statistics.
+
+    Args:
+      d_params: D's parameters (differentiated).
+      d: D's TrainState.
+      real: real images in [-1, 1].
+      fake: as many generated images.
+      rng: a PRNG key.
+      labels: class-conditional: (real labels, fake labels); else None.
+
+    Returns:
+      (loss, (metrics, new batch statistics)).
+    """
     kind = self.config.gan.loss
+    real_labels, fake_labels = labels if labels is not None else (None, None)
     real_rng, fake_rng, pen_rng = self.reg.split(rng, 3)
     v0 = v = d.variables(d_params)
-    f_real, real_logits, v = self._encode(v, self.reg.augment(real, real_rng))
-    f_fake, fake_logits, v = self._encode(v, self.reg.augment(fake, fake_rng))
+    f_real, real_logits, v = self._encode(
+        v, self.reg.augment(real, real_rng), real_labels)
+    f_fake, fake_logits, v = self._encode(
+        v, self.reg.augment(fake, fake_rng), fake_labels)
     adv = jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
     penalty, metrics = self.d_penalties(v0, d, real, fake, pen_rng)
     metrics.update({"d_adv": adv,
@@ -125,8 +191,19 @@ class SiameseGANTask(gan.GANTask):
     metrics["d_loss"] = loss
     return loss, (metrics, v.get("batch_stats"))
 
-  def g_loss(self, g_params, state, real, rng):
-    """L_G (see the module docstring), metrics and new G batch statistics."""
+  def g_loss(self, g_params, state, real, rng, labels=None):
+    """L_G (see the module docstring), metrics and new G batch statistics.
+
+    Args:
+      g_params: G's parameters (differentiated).
+      state: the GANState.
+      real: real images in [-1, 1].
+      rng: a PRNG key (codes, and the classes asked for).
+      labels: class-conditional: the real images' labels; else None.
+
+    Returns:
+      (loss, (metrics, new G batch statistics)).
+    """
     kind = self.config.gan.loss
     z = self.sample_z(rng, real.shape[0])
     fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
@@ -134,18 +211,23 @@ class SiameseGANTask(gan.GANTask):
     fake = self.reg.augment(fake, fake_rng)
     # D in train mode, as in the D step; its statistics updates are dropped.
     v = state.d.variables()
-    f_fake, fake_logits, _ = self._encode(v, fake)
+    f_fake, fake_logits, _ = self._encode(v, fake, self.code_labels(z))
     adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
     fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
     metrics["g_adv"] = adv
     loss = adv + fm
     if self.use_similarity:
-      f_real, _, _ = self._encode(v, self.reg.augment(real, real_rng))
+      f_real, _, _ = self._encode(v, self.reg.augment(real, real_rng),
+                                  labels)
       sim = jnp.mean(losses.gan_g_loss(self._sim(v, f_real, f_fake), kind))
       loss = loss + self.config.siamese.g_sim_weight * sim
       metrics["g_sim"] = sim
     metrics["g_loss"] = loss
     return loss, (metrics, g_stats)
+
+  def d_eval(self, d_vars, images, labels):
+    """D's (features, logits) in eval mode, with `labels` if conditional."""
+    return self.disc.apply(d_vars, images, labels, train=False)
 
   def eval_d_extras(self, d_vars, out_real, out_fake):
     """The similarity head's P(alike) on real-real and real-fake pairs."""
@@ -155,3 +237,30 @@ class SiameseGANTask(gan.GANTask):
     return {"sim_real": jax.nn.sigmoid(
                 self._sim(d_vars, f_real, similarity_pairs(f_real))),
             "sim_fake": jax.nn.sigmoid(self._sim(d_vars, f_real, f_fake))}
+
+
+def check_conditional(config):
+  """Raises unless a class-conditional config is consistent.
+
+  Args:
+    config: a siamese_gan config with model.num_classes > 0.
+
+  Raises:
+    ValueError: num_classes differs from the number of data.classes, or an
+      option that calls D without labels (GP, R1, feature matching) is on.
+  """
+  want = len(cifar.resolve_classes(config.data.get("classes", "cat,dog")))
+  got = int(config.model.num_classes)
+  if got != want:
+    raise ValueError(
+        f"model.num_classes={got} but data.classes "
+        f"({config.data.get('classes', 'cat,dog')!r}) selects {want}; set "
+        f"model.num_classes={want} for a class-conditional GAN, or 0.")
+  gan_cfg = config.gan
+  on = [name for name in ("gp_weight", "r1_weight", "feature_matching")
+        if gan_cfg.get(name, 0)]
+  if on:
+    raise ValueError(
+        f"gan.{', gan.'.join(on)} call the discriminator without labels and "
+        "are not available with a class-conditional Siamese GAN "
+        "(model.num_classes > 0); set them to 0.")
