@@ -1,8 +1,7 @@
 """The web demo: limits and errors over HTTP, and the page in headless Chromium.
 
-Three tiny runs (a pix2pix, a CycleGAN and a VAE) are built once for the
-module:
-their stored configs are the real ones, their weights are drawn with numpy
+Four tiny runs (a pix2pix, a CycleGAN, a VAE and a class-conditional Siamese
+GAN) are built once for the module: their stored configs are the real ones, their weights are drawn with numpy
 onto `jax.eval_shape` of the task's state instead of by training or the
 initialisers (both compile for tens of seconds on a loaded 2-core CPU), and
 the demo restores them with jaxgen.run.load like any trained run.
@@ -71,7 +70,8 @@ def server(tmp_path_factory):
   root = tmp_path_factory.mktemp("demo")
   workdirs = [_build_run("cgan.py:tiny", str(root / "pix2pix")),
               _build_run("cyclegan.py:tiny", str(root / "cyclegan")),
-              _build_run("vae.py:tiny", str(root / "vae"))]
+              _build_run("vae.py:tiny", str(root / "vae")),
+              _build_run("siamese_gan.py:tiny,cond", str(root / "sgan_cond"))]
   pillow_limit = Image.MAX_IMAGE_PIXELS
   app = demo.make_app(workdirs, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
   srv = demo.start(app, "127.0.0.1", 0)
@@ -136,7 +136,9 @@ def test_models_page_and_translation_over_http(server):
   names = [(m["task"], [d["id"] for d in m["directions"]])
            for m in info["models"]]
   assert names == [("cgan", [""]), ("cyclegan", ["BtoA", "AtoB"]),
-                   ("vae", [])]
+                   ("vae", []), ("siamese_gan", [])]
+  assert [(m["num_classes"], m["class_names"]) for m in info["models"]] == [
+      (0, []), (0, []), (0, []), (2, ["cat", "dog"])]
   face = _face()
   for query, mode in [("model=0", "RGB"), ("model=1&direction=AtoB", "L"),
                       ("model=1&direction=BtoA", "RGB")]:
@@ -148,6 +150,27 @@ def test_models_page_and_translation_over_http(server):
   status, kind, body = _post(server, "/api/sample?model=2&seed=3", b"")
   assert (status, kind) == (200, "image/png")
   assert Image.open(io.BytesIO(body)).size == (74, 74)
+
+
+def _sample_pixels(srv, query: str) -> np.ndarray:
+  status, kind, body = _post(srv, "/api/sample?" + query, b"")
+  assert (status, kind) == (200, "image/png"), body[:200]
+  return np.asarray(Image.open(io.BytesIO(body)))
+
+
+def test_a_class_conditional_run_samples_the_class_asked_for(server):
+  cat = _sample_pixels(server, "model=3&seed=5&num=4&label=0")
+  dog = _sample_pixels(server, "model=3&seed=5&num=4&label=1")
+  assert cat.shape == dog.shape == (38, 38, 3)  # 2 x 2 of 16 px, 2 px gaps.
+  # Same seed, same codes: only the class differs, and it changes the images.
+  assert np.abs(cat.astype(int) - dog.astype(int)).mean() > 1
+  np.testing.assert_array_equal(
+      cat, _sample_pixels(server, "model=3&seed=5&num=4&label=0"))
+  # The label is cat unless asked otherwise.
+  np.testing.assert_array_equal(
+      cat, _sample_pixels(server, "model=3&seed=5&num=4"))
+  assert "label must be between 0 and 1, got 2" in _error(
+      server, "/api/sample?model=3&label=2", b"", 400)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16", "CMYK", "1"])
@@ -268,7 +291,7 @@ def test_page_in_chromium(page, server, tmp_path):
   face.save(face_path)
   page.goto(demo.url(server))
   page.wait_for_selector("body[data-ready='1']", state="attached")
-  assert page.locator("#model option").count() == 3
+  assert page.locator("#model option").count() == 4
   assert page.is_hidden("#direction-field")  # pix2pix: one direction.
 
   # Upload -> pix2pix result at the input's size, different from it.
@@ -325,3 +348,18 @@ def test_page_in_chromium(page, server, tmp_path):
   assert page.is_hidden("#input-pane") and page.is_visible("#sample-pane")
   page.click("#sample")
   assert _next_result(page, 7) == (74, 74)
+  assert page.is_hidden("#label-field")
+
+  # A class-conditional one: a class selector; choosing a class redraws.
+  page.select_option("#model", "3")
+  assert page.is_visible("#label-field")
+  assert page.eval_on_selector_all(
+      "#label option", "os => os.map(o => o.textContent)") == ["cat", "dog"]
+  page.click("#sample")
+  assert _next_result(page, 8) == (74, 74)
+  first = page.get_attribute("#result", "src")
+  page.select_option("#label", "1")
+  assert _next_result(page, 9) == (74, 74)
+  assert page.get_attribute("#result", "src") != first
+  assert page.get_attribute("#download", "download") == (
+      "jaxgen-siamese_gan-seed0-dog.png")

@@ -89,6 +89,9 @@ class Model:
     task = run.task
     self.directions = list(run.directions)
     self.num_classes = int(getattr(task, "num_classes", 0) or 0)
+    names = list(getattr(task, "class_names", None) or [])
+    self.class_names = (names if len(names) == self.num_classes else
+                        [f"class {k}" for k in range(self.num_classes)])
     self.generative = type(task).generate is not base.Task.generate
     self.res = int(run.config.data.get("crop_size", 0) or 0)
     if not self.directions and not self.generative:
@@ -110,7 +113,8 @@ class Model:
             "which": self.run.which, "resolution": self.res,
             "directions": [{"id": d, "name": DIRECTION_NAMES.get(d, d)}
                            for d in self.directions],
-            "num_classes": self.num_classes, "generative": self.generative}
+            "num_classes": self.num_classes, "class_names": self.class_names,
+            "generative": self.generative}
 
   def _input_channels(self, direction: str) -> int:
     if direction:  # CycleGAN converts its inputs' channels itself.
@@ -124,13 +128,19 @@ class Model:
     x = images.to_model_input(image, self.res, self._input_channels(direction))
     kwargs = {}
     if self.num_classes:
-      kwargs["label"] = jnp.full((1,), label, jnp.int32)
+      kwargs["label"] = self._labels(label, 1)
     y = np.asarray(self.run.translate(jnp.asarray(x), direction, **kwargs))
     return images.to_png(images.to_uint8(y[0], signed=True), size)
 
-  def sample(self, seed: int, num: int) -> bytes:
-    """A PNG grid of `num` generated images."""
-    out = np.asarray(self.run.generate(jax.random.key(seed), num))
+  def _labels(self, label: int, num: int):
+    """`num` copies of `label` for a class-conditional model, else None."""
+    return jnp.full((num,), label, jnp.int32) if self.num_classes else None
+
+  def sample(self, seed: int, num: int, label: int = 0) -> bytes:
+    """A PNG grid of `num` generated images (all of class `label` where the
+    model is class-conditional; the same seed gives the same codes)."""
+    out = np.asarray(self.run.generate(jax.random.key(seed), num,
+                                       labels=self._labels(label, num)))
     return images.to_png(reporting.make_grid(out, cols=math.isqrt(num - 1) + 1))
 
   def warm_up(self):
@@ -138,12 +148,12 @@ class Model:
     for direction in self.directions:
       x = np.zeros((1, self.res, self.res, self._input_channels(direction)),
                    np.float32)
-      kwargs = ({"label": jnp.zeros((1,), jnp.int32)}
-                if self.num_classes else {})
+      kwargs = {"label": self._labels(0, 1)} if self.num_classes else {}
       jax.block_until_ready(self.run.translate(jnp.asarray(x), direction,
                                                **kwargs))
     if self.generative:
-      jax.block_until_ready(self.run.generate(jax.random.key(0), SAMPLE_NUM))
+      jax.block_until_ready(self.run.generate(
+          jax.random.key(0), SAMPLE_NUM, labels=self._labels(0, SAMPLE_NUM)))
 
 
 def _int(query: Dict[str, str], key: str, default: int, lo: int,
@@ -257,9 +267,10 @@ class DemoApp:
                          "sample them.")
     seed = _int(query, "seed", 0, 0, 2 ** 31 - 1)
     num = _int(query, "num", SAMPLE_NUM, 1, MAX_SAMPLE_NUM)
+    label = _int(query, "label", 0, 0, max(model.num_classes - 1, 0))
     start = time.perf_counter()
     with self._lock:
-      png = model.sample(seed, num)
+      png = model.sample(seed, num, label)
     return Response(200, "image/png", png, {
         "X-Jaxgen-Seconds": f"{time.perf_counter() - start:.3f}"})
 
