@@ -37,21 +37,18 @@ from typing import Dict, Iterator, List, Optional
 from absl import flags
 from absl import logging
 import numpy as np
-from PIL import Image
 
 from jaxgen import backend
 from jaxgen import cli
 from jaxgen import run as run_lib
 from jaxgen.data import pipeline
 from jaxgen.evaluation import features
+from jaxgen.evaluation import folders
 from jaxgen.evaluation import in_training
-from jaxgen.evaluation import inception
 from jaxgen.evaluation import paired
 from jaxgen.evaluation import resize as resize_lib
-from jaxgen.evaluation import statistics
 from jaxgen.tasks import base
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEFAULT_NUM = 10_000
 _SSIM_WINDOW = 11
 
@@ -309,68 +306,6 @@ def _inception_info(extractor) -> Dict:
       "normalization": extractor.normalization}
 
 
-def list_images(folder: str) -> List[str]:
-  """Sorted image paths under `folder` (recursive; png/jpg/jpeg)."""
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(f"No folder at {folder}.")
-  paths = sorted(os.path.join(root, name)
-                 for root, _, names in os.walk(folder) for name in names
-                 if name.lower().endswith(IMAGE_EXTENSIONS))
-  if len(paths) < 2:
-    raise EvaluationError(
-        f"{'No images' if not paths else 'Only one image'} "
-        f"({', '.join(IMAGE_EXTENSIONS)}) under {folder}; FID needs at least "
-        "2 (and thousands for a meaningful value).")
-  return paths
-
-
-def _read_rgb(path: str) -> np.ndarray:
-  with Image.open(path) as img:
-    # convert("RGB") repeats greyscale to 3 channels and drops alpha.
-    return np.asarray(img.convert("RGB"), np.uint8)
-
-
-def folder_statistics(folder: str, extractor, batch_size: int = 64
-                      ) -> statistics.InceptionStatistics:
-  """Streams a folder's images through Inception (see the module docstring).
-
-  Images of one size go to the extractor as uint8 batches (resized in the
-  jitted network). Mixed sizes cannot share a batch, so each image is first
-  resized to 299 px on its own with the same resize mode and sent as float,
-  unquantised: the same numbers, one compilation.
-
-  Args:
-    folder: image folder.
-    extractor: the feature extractor.
-    batch_size: images read at a time.
-
-  Returns:
-    Statistics with features (and logits when the weights have them).
-  """
-  paths = list_images(folder)
-  sizes = set()
-  for p in paths:
-    with Image.open(p) as img:  # Reads the header only.
-      sizes.add(img.size)
-  uniform = len(sizes) == 1
-  if not uniform:
-    logging.info("%s: %d image sizes; resizing each to %d px first.",
-                 folder, len(sizes), inception.INPUT_SIZE)
-
-  def batches():
-    size = (inception.INPUT_SIZE, inception.INPUT_SIZE)
-    for i in range(0, len(paths), batch_size):
-      images = [_read_rgb(p) for p in paths[i:i + batch_size]]
-      yield np.stack(images) if uniform else np.concatenate([
-          np.asarray(resize_lib.resize_images(
-              x[None].astype(np.float32), size, extractor.resize_mode))
-          for x in images])
-
-  return features.compute_statistics(
-      batches(), extractor, value_range=None if uniform else (0.0, 255.0),
-      quantize=uniform, keep_features=True, name=folder)
-
-
 def evaluate_folders(real: str, fake: str, batch_size: int = 64,
                      out: Optional[str] = None,
                      resize_mode: str = "bilinear-tf") -> Dict:
@@ -388,10 +323,10 @@ def evaluate_folders(real: str, fake: str, batch_size: int = 64,
   """
   start = time.time()
   # Both listed first, so an empty folder fails before any Inception work.
-  list_images(real), list_images(fake)
+  folders.list_images(real), folders.list_images(fake)
   extractor = in_training.get_extractor(resize_mode, batch_size)
-  real_stats = folder_statistics(real, extractor, batch_size)
-  fake_stats = folder_statistics(fake, extractor, batch_size)
+  real_stats = folders.folder_statistics(real, extractor, batch_size)
+  fake_stats = folders.folder_statistics(fake, extractor, batch_size)
   notes = []
   report = {"kind": "folders", "real": os.path.abspath(real),
             "fake": os.path.abspath(fake),

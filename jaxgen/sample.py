@@ -51,6 +51,7 @@ from jaxgen import cli
 from jaxgen import image_files
 from jaxgen import reporting
 from jaxgen import run as run_lib
+from jaxgen.data import image_io
 from jaxgen.data import preprocess
 
 GRID_COLUMNS = 8
@@ -183,7 +184,7 @@ def read_scans(r: run_lib.Run, inputs: Sequence[image_files.Input],
   for inp in inputs:
     try:
       x = preprocess.preprocess_scan(
-          preprocess.load_grayscale(inp.path), res=d.res,
+          image_io.load_grayscale(inp.path), res=d.res,
           invert=d.get("invert", True), binarize=d.get("binarize", True))
     except ValueError as e:  # ImageReadError, or no ink in the image.
       if strict:

@@ -45,7 +45,7 @@ import numpy as np
 from jaxgen import cli
 from jaxgen import image_files
 from jaxgen import run as run_lib
-from jaxgen.data import preprocess
+from jaxgen.data import image_io
 from jaxgen.tasks import base
 
 
@@ -173,8 +173,8 @@ def translate_path(workdir: Union[str, run_lib.Run], input_path: str,
     images, targets = [], []
     for inp, target in zip(inputs[i:i + size], outputs[i:i + size]):
       try:
-        images.append(preprocess.load_image(inp.path, channels))
-      except preprocess.ImageReadError as e:
+        images.append(image_io.load_image(inp.path, channels))
+      except image_io.ImageReadError as e:
         if single:
           raise
         logging.warning("Skipping %s", e)

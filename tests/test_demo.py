@@ -1,10 +1,11 @@
 """The web demo: limits and errors over HTTP, and the page in headless Chromium.
 
 Four tiny runs (a pix2pix, a CycleGAN, a VAE and a class-conditional Siamese
-GAN) are built once for the module: their stored configs are the real ones, their weights are drawn with numpy
-onto `jax.eval_shape` of the task's state instead of by training or the
-initialisers (both compile for tens of seconds on a loaded 2-core CPU), and
-the demo restores them with jaxgen.run.load like any trained run.
+GAN) are built once for the module: their stored configs are the real ones,
+their weights are drawn with numpy onto `jax.eval_shape` of the task's state
+instead of by training or the initialisers (both compile for tens of seconds
+on a loaded 2-core CPU), and the demo restores them with jaxgen.run.load
+like any trained run.
 """
 
 import http.client

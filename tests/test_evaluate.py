@@ -24,6 +24,7 @@ from jaxgen import tasks as tasks_lib
 from jaxgen import train
 from jaxgen.data import pipeline
 from jaxgen.evaluation import features
+from jaxgen.evaluation import folders
 from jaxgen.evaluation import in_training
 from jaxgen.evaluation import inception
 from jaxgen.evaluation import weights
@@ -353,9 +354,8 @@ def test_real_inception_on_a_folder(tmp_path, monkeypatch):
   extractor = features.default_extractor(REAL_WEIGHTS, "bilinear-tf", 4)
   folder = str(tmp_path / "real")
   _write_images(folder, 0, num=5, sizes=((32, 32),), grey_every=2)
-  stats = evaluate.folder_statistics(folder, extractor, batch_size=4)
-  images = np.stack([evaluate._read_rgb(p)  # pylint: disable=protected-access
-                     for p in evaluate.list_images(folder)])
+  stats = folders.folder_statistics(folder, extractor, batch_size=4)
+  images = np.stack([folders.read_rgb(p) for p in folders.list_images(folder)])
   direct = extractor(images)["pool"]
   assert stats.num_images == 5 and stats.resize_mode == "bilinear-tf"
   np.testing.assert_allclose(stats.features, direct, rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 from PIL import ImageFile
 
+from jaxgen.data import image_io
 from jaxgen.data import preprocess
 from tests import fakes
 
@@ -44,7 +45,7 @@ def test_load_grayscale_l_png(tmp_path):
   arr = np.arange(256, dtype=np.uint8).reshape(16, 16)
   path = tmp_path / 'l.png'
   Image.fromarray(arr).save(path)
-  out = preprocess.load_grayscale(str(path))
+  out = image_io.load_grayscale(str(path))
   assert out.dtype == np.float32 and out.shape == (16, 16)
   np.testing.assert_allclose(out, arr / 255.0, atol=1e-6)
 
@@ -56,7 +57,7 @@ def test_load_grayscale_rgb_uses_luma(tmp_path):
   arr[:, 4:] = (255, 255, 255)
   path = tmp_path / 'rgb.png'
   Image.fromarray(arr).save(path)
-  out = preprocess.load_grayscale(path)
+  out = image_io.load_grayscale(path)
   np.testing.assert_allclose(out[0, [0, 2, 4]], [0.299, 0.587, 1.0],
                              atol=1e-5)
 
@@ -68,7 +69,7 @@ def test_load_grayscale_rgba_composited_on_white(tmp_path):
   arr[:, 2] = (0, 0, 0, 128)  # Half transparent.
   path = tmp_path / 'rgba.png'
   Image.fromarray(arr, mode='RGBA').save(path)
-  out = preprocess.load_grayscale(path)
+  out = image_io.load_grayscale(path)
   np.testing.assert_allclose(out[0], [1.0, 0.0, 1 - 128 / 255], atol=1e-5)
 
 
@@ -77,7 +78,7 @@ def test_load_grayscale_16_bit(tmp_path):
   path = tmp_path / 'sixteen.png'
   Image.fromarray(arr).save(path)
   assert Image.open(path).mode.startswith('I')
-  out = preprocess.load_grayscale(path)
+  out = image_io.load_grayscale(path)
   np.testing.assert_allclose(out, arr / 65535.0, atol=1e-6)
 
 
@@ -86,7 +87,7 @@ def test_load_grayscale_jpeg_and_palette(tmp_path):
   Image.fromarray(scan).save(tmp_path / 'a.jpg', quality=95)
   Image.fromarray(scan).convert('P').save(tmp_path / 'p.png')
   for name in ('a.jpg', 'p.png'):
-    out = preprocess.load_grayscale(tmp_path / name)
+    out = image_io.load_grayscale(tmp_path / name)
     assert out.shape == (60, 100)
     assert np.abs(out - scan / 255.0).mean() < 0.02
 
@@ -96,8 +97,8 @@ def test_load_truncated_png_raises(tmp_path, monkeypatch, lenient):
   # Also when other code told PIL to tolerate truncated files.
   monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', lenient)
   path = fakes.write_truncated_png(str(tmp_path / 'half.png'))
-  with pytest.raises(preprocess.ImageReadError, match='truncated') as e:
-    preprocess.load_grayscale(path)
+  with pytest.raises(image_io.ImageReadError, match='truncated') as e:
+    image_io.load_grayscale(path)
   assert path in str(e.value)
 
 
@@ -108,30 +109,30 @@ def test_load_truncated_jpeg_raises(tmp_path, monkeypatch):
   data = full.read_bytes()
   path = tmp_path / 'half.jpg'
   path.write_bytes(data[:len(data) // 2])
-  with pytest.raises(preprocess.ImageReadError, match='truncated'):
-    preprocess.load_grayscale(path)
+  with pytest.raises(image_io.ImageReadError, match='truncated'):
+    image_io.load_grayscale(path)
 
 
 def test_load_empty_file_raises(tmp_path):
   path = tmp_path / 'empty.png'
   path.write_bytes(b'')
-  with pytest.raises(preprocess.ImageReadError, match='empty') as e:
-    preprocess.load_grayscale(path)
+  with pytest.raises(image_io.ImageReadError, match='empty') as e:
+    image_io.load_grayscale(path)
   assert str(path) in str(e.value)
 
 
 def test_load_text_file_with_png_name_raises(tmp_path):
   path = tmp_path / 'notes.png'
   path.write_text('this is not an image\n')
-  with pytest.raises(preprocess.ImageReadError) as e:
-    preprocess.load_grayscale(path)
+  with pytest.raises(image_io.ImageReadError) as e:
+    image_io.load_grayscale(path)
   assert str(path) in str(e.value)
   assert isinstance(e.value, ValueError)
 
 
 def test_load_missing_file_raises(tmp_path):
   with pytest.raises(FileNotFoundError, match='nope.png'):
-    preprocess.load_grayscale(tmp_path / 'nope.png')
+    image_io.load_grayscale(tmp_path / 'nope.png')
 
 
 # ------------------------------------------------------ ink segmentation

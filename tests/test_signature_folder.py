@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen.data import preprocess
+from jaxgen.data import image_io
 from jaxgen.data import signatures
 from tests import fakes
 
@@ -227,5 +227,5 @@ def test_skip_mode_with_only_bad_files(tmp_path):
   fakes.write_truncated_png(str(tmp_path / 'alice' / 'a.png'))
   with pytest.raises(ValueError, match='All 1 image'):
     signatures.SignatureFolder(str(tmp_path), 'all', on_bad_file='skip')
-  with pytest.raises(preprocess.ImageReadError, match='a.png'):
+  with pytest.raises(image_io.ImageReadError, match='a.png'):
     signatures.SignatureFolder(str(tmp_path), 'all')

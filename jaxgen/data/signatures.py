@@ -19,6 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from jaxgen.data import image_io
 from jaxgen.data import preprocess
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
@@ -144,7 +145,7 @@ class SignatureFolder:
     for path, writer in candidates:
       try:
         image = self._load(path)
-      except ValueError as e:  # Includes preprocess.ImageReadError.
+      except ValueError as e:  # Includes image_io.ImageReadError.
         if on_bad_file == 'error':
           raise
         _log.warning('Skipping bad signature image: %s', e)
@@ -192,7 +193,7 @@ class SignatureFolder:
 
   def _load(self, path: str) -> np.ndarray:
     """Reads and preprocesses one file; errors name the path."""
-    gray = preprocess.load_grayscale(path)  # Its errors name the path.
+    gray = image_io.load_grayscale(path)  # Its errors name the path.
     try:
       return preprocess.preprocess_scan(gray, res=self.res,
                                         invert=self.invert,
