@@ -29,7 +29,6 @@ import numpy as np
 from jaxgen import reporting
 from jaxgen import run as run_lib
 from jaxgen.demo import images
-from jaxgen.tasks import base
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
 TASK_NAMES = {"cgan": "pix2pix", "cyclegan": "CycleGAN", "gan": "DCGAN",
@@ -92,7 +91,7 @@ class Model:
     names = list(getattr(task, "class_names", None) or [])
     self.class_names = (names if len(names) == self.num_classes else
                         [f"class {k}" for k in range(self.num_classes)])
-    self.generative = type(task).generate is not base.Task.generate
+    self.generative = run.generates
     self.res = int(run.config.data.get("crop_size", 0) or 0)
     if not self.directions and not self.generative:
       raise run_lib.RunError(
@@ -131,6 +130,10 @@ class Model:
       kwargs["label"] = self._labels(label, 1)
     y = np.asarray(self.run.translate(jnp.asarray(x), direction, **kwargs))
     return images.to_png(images.to_uint8(y[0], signed=True), size)
+
+  def label(self, query: Dict[str, str]) -> int:
+    """The request's class index (0 unless given; refused out of range)."""
+    return _int(query, "label", 0, 0, max(self.num_classes - 1, 0))
 
   def _labels(self, label: int, num: int):
     """`num` copies of `label` for a class-conditional model, else None."""
@@ -249,7 +252,7 @@ class DemoApp:
     if direction not in model.directions:
       raise RequestError(f"{model.name} has no direction {direction!r}; "
                          f"valid: {model.directions}.")
-    label = _int(query, "label", 0, 0, max(model.num_classes - 1, 0))
+    label = model.label(query)
     image = images.decode(body, self.max_bytes, self.max_pixels)
     size = images.output_size(image.size, self.max_output_side)
     start = time.perf_counter()
@@ -267,7 +270,7 @@ class DemoApp:
                          "sample them.")
     seed = _int(query, "seed", 0, 0, 2 ** 31 - 1)
     num = _int(query, "num", SAMPLE_NUM, 1, MAX_SAMPLE_NUM)
-    label = _int(query, "label", 0, 0, max(model.num_classes - 1, 0))
+    label = model.label(query)
     start = time.perf_counter()
     with self._lock:
       png = model.sample(seed, num, label)
