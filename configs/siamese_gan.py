@@ -18,13 +18,17 @@ Class-conditional (G asked for cat or dog, a projection discriminator;
 jaxgen/tasks/siamese_gan.py), sampled per class with jaxgen-sample --label:
   python -m jaxgen.main --config=configs/siamese_gan.py:cond \
       --workdir=runs/sgan_cond --config.data.root=../shared/data/cifar10_catdog
+With AC-GAN's class head on the discriminator as well (`cond,ac`):
+  python -m jaxgen.main --config=configs/siamese_gan.py:cond,ac \
+      --workdir=runs/sgan_ac --config.data.root=../shared/data/cifar10_catdog
 FID/KID of 5000 samples are logged every 10 epochs when the Inception
 weights are installed (README "Evaluation"; otherwise one warning); the best
 generator is kept by the pixel-space SWD, or by FID with
 --config.train.best_metric=eval/fid (which then needs the weights).
 Options after the colon: demo, cifar, tiny (tests; always synthetic), bench
 (full-size nets on synthetic images, for benchmarks/bench.py), plain,
-cond, ema=DECAY, steps=N, width=W (G and D widths).
+cond, ac (with cond: AC-GAN's class head on D), ema=DECAY, steps=N,
+width=W (G and D widths).
 """
 
 import ml_collections
@@ -41,7 +45,7 @@ def get_config(arg=None):
   """Returns the Siamese-GAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, plain=False,
                             ema=0.0, steps=0, width=0, bench=False,
-                            cifar=False, cond=False)
+                            cifar=False, cond=False, ac=False)
   c = ml_collections.ConfigDict()
   c.task = "siamese_gan"
   c.seed = 0
@@ -76,6 +80,10 @@ def get_config(arg=None):
   c.siamese = ml_collections.ConfigDict(dict(
       d_sim_weight=0.0 if arg.plain else 1.0,  # lambda_D (similarity head).
       g_sim_weight=0.0 if arg.plain else 1.0,  # lambda_G (dissimilarity).
+      # Class-conditional: AC-GAN's class head on D's features, trained on
+      # real images (d) and asked of G's (g); 0 = off, `ac` sets both to 1.
+      d_class_weight=0.0,
+      g_class_weight=0.0,
   ))
   # ema=DECAY: the EMA generator for samples/eval/best (0 = off); stored
   # configs of older runs have it as model.ema_decay, which is still read.
@@ -126,6 +134,10 @@ def get_config(arg=None):
   if arg.cond:
     c.model.update(num_classes=len(cifar.resolve_classes(c.data.classes)),
                    g_class_norm=True)
+  if arg.ac:
+    if not arg.cond:
+      raise ValueError("siamese_gan.py: ac (the class head) needs cond.")
+    c.siamese.update(d_class_weight=1.0, g_class_weight=1.0)
   if arg.width:
     c.model.update(g_width=arg.width, d_width=arg.width)
   if arg.steps:

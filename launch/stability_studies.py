@@ -136,6 +136,15 @@ STUDIES = {
             "width64_ema_decay_lr4_cond_norm": (
                 *width64_decay_at("4e-4"), "--config.model.num_classes=2",
                 "--config.model.g_class_norm=true"),
+            # width64_ema_decay_lr4_cond_norm with AC-GAN's class head on
+            # D's features (configs/siamese_gan.py:cond,ac): the projection
+            # alone let G draw the same animal-coloured shapes for both
+            # classes (a classifier found the class asked for in 63%).
+            "width64_ema_decay_lr4_cond_norm_ac": (
+                *width64_decay_at("4e-4"), "--config.model.num_classes=2",
+                "--config.model.g_class_norm=true",
+                "--config.siamese.d_class_weight=1.0",
+                "--config.siamese.g_class_weight=1.0"),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),

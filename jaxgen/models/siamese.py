@@ -12,13 +12,23 @@ discriminator (encoder + linear head on the 4x4 map), which is what the
 
 Calls: `__call__(x[, label])` -> (features, D logits); `similarity_logits(fa, fb)`
 -> S logits from two feature batches (so a training step encodes each image
-once and reuses the features for both heads).
+once and reuses the features for both heads); `class_logits(f)` -> class
+logits (the optional class head, below).
 
 `num_classes` > 0 makes D class-conditional by projection (Miyato & Koyama
 2018): D(x, y) = w_adv . f(x) + b_adv + e_y . f(x), with e_y a learned
 embedding of class y (`projection`, not spectrally normalised, as in their
 discriminator). The class can then not be ignored: D judges whether x looks
 like a real image *of class y*. The similarity head stays label-free.
+
+`class_head=True` (with num_classes > 0) adds AC-GAN's auxiliary classifier
+(Odena et al. 2017) on the same features: `class_logits(f)` = W f + b, K
+logits that say which class an image shows. The projection asks "is x a
+real image of class y?" of one scalar; the class head must name the class,
+so D's features have to separate cats from dogs, and G, trained to be
+classified as the class it was asked for (jaxgen/tasks/siamese_gan.py),
+must put that difference into its images. It is not spectrally normalised
+(like the projection): it shapes no adversarial logit.
 
 `spectral_norm=True` (`gan.d_spectral_norm`) spectrally normalises every
 weight of the encoder and both heads (jaxgen/models/normalization.py); the
@@ -109,6 +119,7 @@ class SiameseDiscriminator(nn.Module):
     sim_hidden: hidden width of the similarity head.
     spectral_norm: spectrally normalise every weight (encoder and heads).
     num_classes: > 0 adds the class projection (module docstring).
+    class_head: adds the auxiliary class head (needs num_classes > 0).
   """
   width: int = 64
   max_width: int = 512
@@ -119,8 +130,11 @@ class SiameseDiscriminator(nn.Module):
   dtype: Optional[jnp.dtype] = None
   spectral_norm: bool = False
   num_classes: int = 0
+  class_head: bool = False
 
   def setup(self):
+    if self.class_head and not self.num_classes:
+      raise ValueError("class_head needs num_classes > 0.")
     self.encoder = Encoder(self.width, self.max_width, self.norm,
                            self.downsample_impl, self.dtype,
                            self.spectral_norm)
@@ -132,6 +146,8 @@ class SiameseDiscriminator(nn.Module):
                                      self.spectral_norm)
     if self.num_classes:
       self.projection = Projection(self.num_classes, self.dtype)
+    if self.class_head:
+      self.cls_head = nn.Dense(self.num_classes, dtype=self.dtype)
 
   def __call__(self, x, label=None, train: bool = True):
     """Returns (features [b, d], real/fake logits [b]).
@@ -160,7 +176,16 @@ class SiameseDiscriminator(nn.Module):
       # not depend on the inputs; the head's output is unused), so that
       # `similarity_logits` needs no mutable state.
       self.sim_head(feats, feats, train)
+    if self.class_head and self.is_initializing():
+      self.cls_head(feats)  # Creates the class head's parameters.
     return feats, logits
+
+  def class_logits(self, feats):
+    """Class logits [b, num_classes] (float32) of feature batches."""
+    if not self.class_head:
+      raise ValueError("This discriminator has no class head "
+                       "(class_head=False).")
+    return self.cls_head(feats).astype(jnp.float32)
 
   def similarity_logits(self, fa, fb):
     """S logits [b] for feature batches fa, fb (pairs are rows)."""

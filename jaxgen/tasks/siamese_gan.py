@@ -58,6 +58,16 @@ class G was asked for, drawn uniformly; `generate` takes the classes to
 ask for. GP, R1 and feature matching call D without labels and are not
 available with it (one error at construction).
 
+AC-GAN's class head (class-conditional only; `siamese.d_class_weight`
+lambda_C^D and `siamese.g_class_weight` lambda_C^G, both 0 by default, `:cond,ac`
+sets 1 and 1): a linear classifier C on the shared encoder's features
+(jaxgen/models/siamese.py). D adds lambda_C^D * CE(C(f(x)), y) on the real
+images and their classes y, G adds lambda_C^G * CE(C(f(G(z, c))), c) for the
+classes c it was asked for (metrics d_cls, d_cls_acc, g_cls, g_cls_acc). As
+in StarGAN, and unlike the original AC-GAN, D's head learns from real images
+only: fitted to fakes as well, it could learn G's own way of drawing each
+class, which G would then only have to keep. Measured in README "Results".
+
 The "best" checkpoint uses the configured `train.best_metric` (default
 `eval/swd`, sliced Wasserstein distance between generated and held-out real
 pixels, as in GANTask).
@@ -89,6 +99,7 @@ class SiameseGANTask(gan.GANTask):
 
   def __init__(self, config):
     super().__init__(config)
+    check_class_head(config, self.num_classes)
     if self.num_classes:
       check_conditional(config)
       ids = cifar.resolve_classes(config.data.get("classes", "cat,dog"))
@@ -122,6 +133,11 @@ class SiameseGANTask(gan.GANTask):
     return batch
 
   @property
+  def use_class_head(self):
+    s = self.config.siamese
+    return s.get("d_class_weight", 0.0) > 0 or s.get("g_class_weight", 0.0) > 0
+
+  @property
   def use_similarity(self):
     s = self.config.siamese
     return s.d_sim_weight > 0 or s.g_sim_weight > 0
@@ -137,7 +153,7 @@ class SiameseGANTask(gan.GANTask):
         similarity=self.use_similarity, sim_hidden=m.get("sim_hidden", 128),
         downsample_impl=m.get("downsample_impl"),
         spectral_norm=self.config.gan.get("d_spectral_norm", False),
-        num_classes=self.num_classes)
+        num_classes=self.num_classes, class_head=self.use_class_head)
     return gen, disc
 
   def _encode(self, v, images, labels=None):
@@ -152,6 +168,13 @@ class SiameseGANTask(gan.GANTask):
   def _sim(self, v, fa, fb):
     return self.disc.apply(
         v, fa, fb, method=siamese.SiameseDiscriminator.similarity_logits)
+
+  def _class_term(self, v, feats, labels):
+    """Mean cross-entropy of the class head on `feats`, and its accuracy."""
+    logits = self.disc.apply(v, feats,
+                             method=siamese.SiameseDiscriminator.class_logits)
+    ce, correct = losses.classification(logits, labels)
+    return jnp.mean(ce), jnp.mean(correct)
 
   def d_loss(self, d_params, d, real, fake, rng, labels=None):
     """L_D (see the module docstring), metrics and new D batch statistics.
@@ -188,6 +211,10 @@ class SiameseGANTask(gan.GANTask):
       loss = loss + self.config.siamese.d_sim_weight * sim
       metrics.update(d_sim=sim, sim_real=losses.mean_sigmoid(s_rr),
                      sim_fake=losses.mean_sigmoid(s_rf))
+    if self.use_class_head:
+      cls, acc = self._class_term(v, f_real, real_labels)
+      loss = loss + self.config.siamese.d_class_weight * cls
+      metrics.update(d_cls=cls, d_cls_acc=acc)
     metrics["d_loss"] = loss
     return loss, (metrics, v.get("batch_stats"))
 
@@ -222,6 +249,10 @@ class SiameseGANTask(gan.GANTask):
       sim = jnp.mean(losses.gan_g_loss(self._sim(v, f_real, f_fake), kind))
       loss = loss + self.config.siamese.g_sim_weight * sim
       metrics["g_sim"] = sim
+    if self.use_class_head:
+      cls, acc = self._class_term(v, f_fake, self.code_labels(z))
+      loss = loss + self.config.siamese.g_class_weight * cls
+      metrics.update(g_cls=cls, g_cls_acc=acc)
     metrics["g_loss"] = loss
     return loss, (metrics, g_stats)
 
@@ -237,6 +268,30 @@ class SiameseGANTask(gan.GANTask):
     return {"sim_real": jax.nn.sigmoid(
                 self._sim(d_vars, f_real, similarity_pairs(f_real))),
             "sim_fake": jax.nn.sigmoid(self._sim(d_vars, f_real, f_fake))}
+
+
+def check_class_head(config, num_classes):
+  """Raises unless the class head's weights are >= 0 and have classes.
+
+  Args:
+    config: a siamese_gan config.
+    num_classes: the task's classes (0: unconditional).
+
+  Raises:
+    ValueError: a negative weight, or a weight > 0 without num_classes.
+  """
+  s = config.siamese
+  weights = {k: float(s.get(k, 0.0))
+             for k in ("d_class_weight", "g_class_weight")}
+  bad = [f"siamese.{k}={w}" for k, w in weights.items() if w < 0]
+  if bad:
+    raise ValueError(f"{', '.join(bad)}: the class head's weights must be "
+                     ">= 0 (0 = off).")
+  on = [f"siamese.{k}={w}" for k, w in weights.items() if w > 0]
+  if on and not num_classes:
+    raise ValueError(f"{', '.join(on)} trains a class head, which needs a "
+                     "class-conditional GAN: set model.num_classes (the "
+                     "config's cond) or the weights to 0.")
 
 
 def check_conditional(config):
