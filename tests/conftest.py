@@ -56,6 +56,17 @@ def tiny_config(name: str, *options: str):
       ",".join(options + ("tiny",)))
 
 
+def config_with(name: str, variant: str, **updates):
+  """configs/<name>.py:<variant> with {"group.leaf": value} `updates`."""
+  from jaxgen import configlib  # pylint: disable=g-import-not-at-top
+  config = configlib.load_config_file(
+      os.path.join(ROOT, "configs", f"{name}.py") + ":" + variant)
+  for path, value in updates.items():
+    group, leaf = path.split(".")
+    config[group][leaf] = value
+  return config
+
+
 class TinyRun(NamedTuple):
   result: object  # jaxgen.train.RunResult
   train_steps: list  # Every function jit_train_step returned.

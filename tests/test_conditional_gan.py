@@ -18,17 +18,13 @@ from jaxgen.models import dcgan
 from jaxgen.models import siamese
 from jaxgen.tasks import classifier
 from jaxgen.tasks import siamese_gan
+from tests.conftest import config_with
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(variant="tiny,cond", **updates):
-  config = configlib.load_config_file(
-      os.path.join(ROOT, "configs", "siamese_gan.py") + ":" + variant)
-  for path, value in updates.items():
-    group, leaf = path.split(".")
-    config[group][leaf] = value
-  return config
+  return config_with("siamese_gan", variant, **updates)
 
 
 def _key(seed):
