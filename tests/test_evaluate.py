@@ -209,6 +209,30 @@ def test_folders_identical_and_different(tmp_path, capsys):
   assert report["metrics"]["fid"] > 0.01
 
 
+def test_folder_listing_skips_hidden_files_and_reads_every_format(tmp_path):
+  """A resource fork "._x.png" (not an image) and hidden folders are
+  skipped; BMP and TIFF count, as in the data pipeline."""
+  folder = tmp_path / "imgs"
+  (folder / "sub").mkdir(parents=True)
+  (folder / ".cache").mkdir()
+  img = Image.fromarray(np.full((8, 8, 3), 7, np.uint8))
+  img.save(folder / "a.png")
+  img.save(folder / "sub" / "b.bmp")
+  img.save(folder / "c.TIFF")
+  img.save(folder / ".cache" / "d.png")
+  (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+  (folder / "notes.txt").write_text("x")
+  names = [os.path.relpath(p, folder) for p in folders.list_images(str(folder))]
+  assert names == ["a.png", "c.TIFF", os.path.join("sub", "b.bmp")]
+  assert all(folders.read_rgb(p).shape == (8, 8, 3)
+             for p in folders.list_images(str(folder)))
+  alone = tmp_path / "alone"
+  alone.mkdir()
+  img.save(alone / "a.png")
+  with pytest.raises(folders.FolderError, match="Only one image"):
+    folders.list_images(str(alone))
+
+
 def test_error_messages(tmp_path, monkeypatch, capsys):
   assert evaluate.main(["--workdir", str(tmp_path)]) == 1
   assert "No latest checkpoint" in capsys.readouterr().err

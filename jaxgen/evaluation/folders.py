@@ -2,7 +2,10 @@
 --fake`): recursive listing, and streaming the images through Inception.
 
 Folders may mix sizes and modes: greyscale is repeated to 3 channels, alpha
-dropped; see `folder_statistics` for how mixed sizes are resized.
+dropped; see `folder_statistics` for how mixed sizes are resized. Images are
+found as the data pipeline finds them (`sketchify.list_images`: the image
+extensions of jaxgen/data/paired.py, hidden files and folders skipped, so a
+macOS "._x.png" resource fork is not read as an image).
 """
 
 import os
@@ -15,9 +18,8 @@ from PIL import Image
 from jaxgen.evaluation import features
 from jaxgen.evaluation import inception
 from jaxgen.evaluation import resize as resize_lib
+from jaxgen.data import sketchify
 from jaxgen.evaluation import statistics
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 class FolderError(ValueError):
@@ -25,17 +27,26 @@ class FolderError(ValueError):
 
 
 def list_images(folder: str) -> List[str]:
-  """Sorted image paths under `folder` (recursive; png/jpg/jpeg)."""
+  """Sorted image paths under `folder` (recursive; see the module doc).
+
+  Args:
+    folder: a folder of images.
+
+  Returns:
+    The paths, at least two.
+
+  Raises:
+    FileNotFoundError: no folder at `folder`.
+    FolderError: fewer than two images in it.
+  """
   if not os.path.isdir(folder):
     raise FileNotFoundError(f"No folder at {folder}.")
-  paths = sorted(os.path.join(root, name)
-                 for root, _, names in os.walk(folder) for name in names
-                 if name.lower().endswith(IMAGE_EXTENSIONS))
+  paths = sketchify.list_images(folder)
   if len(paths) < 2:
     raise FolderError(
         f"{'No images' if not paths else 'Only one image'} "
-        f"({', '.join(IMAGE_EXTENSIONS)}) under {folder}; FID needs at least "
-        "2 (and thousands for a meaningful value).")
+        f"({', '.join(sketchify.IMAGE_EXTENSIONS)}) under {folder}; FID "
+        "needs at least 2 (and thousands for a meaningful value).")
   return paths
 
 
