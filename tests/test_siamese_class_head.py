@@ -1,4 +1,4 @@
-"""AC-GAN's class head on the Siamese discriminator (configs/siamese_gan.py:ac)."""
+"""AC-GAN's class head on the Siamese discriminator (siamese_gan.py:cond,ac)."""
 
 import os
 

@@ -10,10 +10,10 @@ the same weights; with `similarity=False` the module is a DCGAN
 discriminator (encoder + linear head on the 4x4 map), which is what the
 "plain" baseline trains.
 
-Calls: `__call__(x[, label])` -> (features, D logits); `similarity_logits(fa, fb)`
--> S logits from two feature batches (so a training step encodes each image
-once and reuses the features for both heads); `class_logits(f)` -> class
-logits (the optional class head, below).
+Calls: `__call__(x[, label])` -> (features, D logits);
+`similarity_logits(fa, fb)` -> S logits from two feature batches (so a
+training step encodes each image once and reuses the features for both
+heads); `class_logits(f)` -> class logits (the optional class head, below).
 
 `num_classes` > 0 makes D class-conditional by projection (Miyato & Koyama
 2018): D(x, y) = w_adv . f(x) + b_adv + e_y . f(x), with e_y a learned

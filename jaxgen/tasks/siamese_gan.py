@@ -59,8 +59,8 @@ ask for. GP, R1 and feature matching call D without labels and are not
 available with it (one error at construction).
 
 AC-GAN's class head (class-conditional only; `siamese.d_class_weight`
-lambda_C^D and `siamese.g_class_weight` lambda_C^G, both 0 by default, `:cond,ac`
-sets 1 and 1): a linear classifier C on the shared encoder's features
+lambda_C^D and `siamese.g_class_weight` lambda_C^G, both 0 by default,
+`:cond,ac` sets 1 and 1): a linear classifier C on the shared encoder's features
 (jaxgen/models/siamese.py). D adds lambda_C^D * CE(C(f(x)), y) on the real
 images and their classes y, G adds lambda_C^G * CE(C(f(G(z, c))), c) for the
 classes c it was asked for (metrics d_cls, d_cls_acc, g_cls, g_cls_acc). As
