@@ -11,6 +11,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -224,14 +225,22 @@ def test_local_failing_process_stops_the_others(stubs, tmp_path):
     _assert_stopped(record / f"pid.{i}")
 
 
+_DEFAULT_SIGINT_EXEC = ("import os, signal, sys; "
+                        "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                        "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def test_local_interrupt_stops_all_processes(stubs, tmp_path):
   env, record = stubs
   env["STUB_MODE"] = "wait"
   # As from a terminal: SIGINT not ignored (a test runner may ignore it).
+  # A small exec wrapper restores it, rather than Popen's preexec_fn, which
+  # forks this multithreaded (JAX) process (a RuntimeWarning, and a deadlock
+  # risk in the child).
   proc = subprocess.Popen(
-      ["launch/local.sh", "--processes", "2", CONFIG, str(tmp_path / "run")],
-      cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+      [sys.executable, "-c", _DEFAULT_SIGINT_EXEC, "launch/local.sh",
+       "--processes", "2", CONFIG, str(tmp_path / "run")],
+      cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
   try:
     deadline = time.monotonic() + 30
     while not all(os.path.exists(record / f"pid.{i}") for i in (0, 1)):
