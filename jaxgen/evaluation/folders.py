@@ -15,10 +15,10 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from jaxgen.data import sketchify
 from jaxgen.evaluation import features
 from jaxgen.evaluation import inception
 from jaxgen.evaluation import resize as resize_lib
-from jaxgen.data import sketchify
 from jaxgen.evaluation import statistics
 
 

@@ -60,13 +60,14 @@ available with it (one error at construction).
 
 AC-GAN's class head (class-conditional only; `siamese.d_class_weight`
 lambda_C^D and `siamese.g_class_weight` lambda_C^G, both 0 by default,
-`:cond,ac` sets 1 and 1): a linear classifier C on the shared encoder's features
-(jaxgen/models/siamese.py). D adds lambda_C^D * CE(C(f(x)), y) on the real
-images and their classes y, G adds lambda_C^G * CE(C(f(G(z, c))), c) for the
-classes c it was asked for (metrics d_cls, d_cls_acc, g_cls, g_cls_acc). As
-in StarGAN, and unlike the original AC-GAN, D's head learns from real images
-only: fitted to fakes as well, it could learn G's own way of drawing each
-class, which G would then only have to keep. Measured in README "Results".
+`:cond,ac` sets 1 and 1): a linear classifier C on the shared encoder's
+features (jaxgen/models/siamese.py). D adds lambda_C^D * CE(C(f(x)), y)
+on the real images and their classes y, G adds
+lambda_C^G * CE(C(f(G(z, c))), c) for the classes c it was asked for
+(metrics d_cls, d_cls_acc, g_cls, g_cls_acc). As in StarGAN, and unlike the
+original AC-GAN, D's head learns from real images only: fitted to fakes as
+well, it could learn G's own way of drawing each class, which G would then
+only have to keep. Measured in README "Results".
 
 The "best" checkpoint uses the configured `train.best_metric` (default
 `eval/swd`, sliced Wasserstein distance between generated and held-out real
