@@ -31,7 +31,8 @@ class Input(NamedTuple):
 
 
 def list_images(path: str, exclude: Sequence[str] = ()) -> List[Input]:
-  """The image files at `path`: the file itself, or a folder's (recursive).
+  """The image files at `path`: the file itself, or a folder's (recursive;
+  hidden files and folders skipped).
 
   Args:
     path: an image file or a folder.
@@ -52,7 +53,10 @@ def list_images(path: str, exclude: Sequence[str] = ()) -> List[Input]:
   exclude = {os.path.abspath(e) for e in exclude}
   found = []
   for root, dirs, names in os.walk(path):
-    dirs[:] = sorted(d for d in dirs if os.path.join(root, d) not in exclude)
+    # Hidden folders (.ipynb_checkpoints, .git) hold no inputs, as in the
+    # data pipeline's listing (jaxgen/data/sketchify.py).
+    dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                     and os.path.join(root, d) not in exclude)
     for name in sorted(names):
       # Hidden files (e.g. macOS "._x.png" resource forks) are not images.
       if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):

@@ -118,6 +118,19 @@ def test_translate_cli_cgan(cgan_workdir, tmp_path):
 
 
 @pytest.mark.xdist_group("tiny_cgan")
+def test_input_folders_skip_hidden_files_folders_and_outputs(tmp_path):
+  folder = tmp_path / "in"
+  for sub in ("sub", ".ipynb_checkpoints", "out"):
+    (folder / sub).mkdir(parents=True)
+  img = Image.fromarray(np.zeros((4, 4), np.uint8))
+  for name in ("a.png", "sub/c.jpg", ".ipynb_checkpoints/a-checkpoint.png",
+               "out/d.png", "e.bmp"):
+    img.save(folder / name)
+  (folder / "._a.png").write_bytes(b"not an image")
+  found = image_files.list_images(str(folder), exclude=[str(folder / "out")])
+  assert [i.name for i in found] == ["a", "e", os.path.join("sub", "c")]
+
+
 def test_translate_errors(cgan_workdir, tmp_path, capsys):
   inputs = _write_inputs(str(tmp_path / "in"))
   before = sorted(os.listdir(inputs))
