@@ -74,6 +74,15 @@ def width64_decay_at(lr: str):
           "--config.train.eval_every=780", "--config.train.sample_every=780")
 
 
+# The class-conditional Siamese recipes build on one another: the class in
+# G's code and a projection D; + class-conditional BatchNorm in G; + AC-GAN's
+# class head on D.
+LR4_COND = (*width64_decay_at("4e-4"), "--config.model.num_classes=2")
+LR4_COND_NORM = (*LR4_COND, "--config.model.g_class_norm=true")
+LR4_COND_NORM_AC = (*LR4_COND_NORM, "--config.siamese.d_class_weight=1.0",
+                    "--config.siamese.g_class_weight=1.0")
+
+
 STUDIES = {
     "siamese": Study(
         config="configs/siamese_gan.py:width=32,steps=6000",
@@ -128,32 +137,22 @@ STUDIES = {
             # siamese_gan.py:cond): G asked for cat or dog, a projection D,
             # so that each sample must look like its class to D; scored
             # also by a cat/dog classifier on samples asked for each class.
-            "width64_ema_decay_lr4_cond": (*width64_decay_at("4e-4"),
-                                           "--config.model.num_classes=2"),
+            "width64_ema_decay_lr4_cond": LR4_COND,
             # The same with a per-class scale and shift after each of G's
             # BatchNorms (conditional batch norm): without it, samples of
             # one code asked for cat and for dog hardly differ.
-            "width64_ema_decay_lr4_cond_norm": (
-                *width64_decay_at("4e-4"), "--config.model.num_classes=2",
-                "--config.model.g_class_norm=true"),
+            "width64_ema_decay_lr4_cond_norm": LR4_COND_NORM,
             # width64_ema_decay_lr4_cond_norm with AC-GAN's class head on
             # D's features (configs/siamese_gan.py:cond,ac): the projection
             # alone let G draw the same animal-coloured shapes for both
             # classes (a classifier found the class asked for in 63%).
-            "width64_ema_decay_lr4_cond_norm_ac": (
-                *width64_decay_at("4e-4"), "--config.model.num_classes=2",
-                "--config.model.g_class_norm=true",
-                "--config.siamese.d_class_weight=1.0",
-                "--config.siamese.g_class_weight=1.0"),
+            "width64_ema_decay_lr4_cond_norm_ac": LR4_COND_NORM_AC,
             # The same with DiffAugment: by the end its class head scores
             # 99% of the real training images right (d_cls_acc) and D's
             # adversarial head is as overconfident as lr4's; augmented
             # reals are harder to memorise for both heads.
-            "width64_ema_decay_lr4_cond_norm_ac_diffaug": (
-                *width64_decay_at("4e-4"), "--config.model.num_classes=2",
-                "--config.model.g_class_norm=true",
-                "--config.siamese.d_class_weight=1.0",
-                "--config.siamese.g_class_weight=1.0", DIFFAUG),
+            "width64_ema_decay_lr4_cond_norm_ac_diffaug": (*LR4_COND_NORM_AC,
+                                                           DIFFAUG),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),
