@@ -153,6 +153,15 @@ STUDIES = {
             # reals are harder to memorise for both heads.
             "width64_ema_decay_lr4_cond_norm_ac_diffaug": (*LR4_COND_NORM_AC,
                                                            DIFFAUG),
+            # width64_ema_decay_lr4_cond_norm_ac with G's similarity term
+            # weighted 0.1 or 0 (D still trains the similarity head): late
+            # in those runs the head tells real-real from real-fake pairs
+            # almost surely and its G term is 3-4 times the adversarial one,
+            # a pull towards each paired real image's features.
+            "width64_ema_decay_lr4_cond_norm_ac_gsim01": (
+                *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.1"),
+            "width64_ema_decay_lr4_cond_norm_ac_gsim0": (
+                *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0"),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),
