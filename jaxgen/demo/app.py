@@ -125,10 +125,8 @@ class Model:
                 size: Tuple[int, int]) -> bytes:
     """An RGB PIL image -> the translated PNG at `size` (w, h)."""
     x = images.to_model_input(image, self.res, self._input_channels(direction))
-    kwargs = {}
-    if self.num_classes:
-      kwargs["label"] = self._labels(label, 1)
-    y = np.asarray(self.run.translate(jnp.asarray(x), direction, **kwargs))
+    y = np.asarray(self.run.translate(jnp.asarray(x), direction,
+                                      label=self._labels(label, 1)))
     return images.to_png(images.to_uint8(y[0], signed=True), size)
 
   def label(self, query: Dict[str, str]) -> int:
@@ -151,9 +149,8 @@ class Model:
     for direction in self.directions:
       x = np.zeros((1, self.res, self.res, self._input_channels(direction)),
                    np.float32)
-      kwargs = {"label": self._labels(0, 1)} if self.num_classes else {}
       jax.block_until_ready(self.run.translate(jnp.asarray(x), direction,
-                                               **kwargs))
+                                               label=self._labels(0, 1)))
     if self.generative:
       jax.block_until_ready(self.run.generate(
           jax.random.key(0), SAMPLE_NUM, labels=self._labels(0, SAMPLE_NUM)))
