@@ -323,10 +323,12 @@ def evaluate_folders(real: str, fake: str, batch_size: int = 64,
   """
   start = time.time()
   # Both listed first, so an empty folder fails before any Inception work.
-  folders.list_images(real), folders.list_images(fake)
+  real_paths, fake_paths = folders.list_images(real), folders.list_images(fake)
   extractor = in_training.get_extractor(resize_mode, batch_size)
-  real_stats = folders.folder_statistics(real, extractor, batch_size)
-  fake_stats = folders.folder_statistics(fake, extractor, batch_size)
+  real_stats = folders.image_statistics(real_paths, extractor, batch_size,
+                                        name=real)
+  fake_stats = folders.image_statistics(fake_paths, extractor, batch_size,
+                                        name=fake)
   notes = []
   report = {"kind": "folders", "real": os.path.abspath(real),
             "fake": os.path.abspath(fake),

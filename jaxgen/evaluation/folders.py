@@ -2,14 +2,14 @@
 --fake`): recursive listing, and streaming the images through Inception.
 
 Folders may mix sizes and modes: greyscale is repeated to 3 channels, alpha
-dropped; see `folder_statistics` for how mixed sizes are resized. Images are
+dropped; see `image_statistics` for how mixed sizes are resized. Images are
 found as the data pipeline finds them (`sketchify.list_images`: the image
 extensions of jaxgen/data/paired.py, hidden files and folders skipped, so a
 macOS "._x.png" resource fork is not read as an image).
 """
 
 import os
-from typing import List
+from typing import List, Sequence
 
 from absl import logging
 import numpy as np
@@ -59,12 +59,7 @@ def read_rgb(path: str) -> np.ndarray:
 
 def folder_statistics(folder: str, extractor, batch_size: int = 64
                       ) -> statistics.InceptionStatistics:
-  """Streams a folder's images through Inception (see the module docstring).
-
-  Images of one size go to the extractor as uint8 batches (resized in the
-  jitted network). Mixed sizes cannot share a batch, so each image is first
-  resized to 299 px on its own with the same resize mode and sent as float,
-  unquantised: the same numbers, one compilation.
+  """`image_statistics` of the images `list_images(folder)` finds.
 
   Args:
     folder: image folder.
@@ -74,7 +69,28 @@ def folder_statistics(folder: str, extractor, batch_size: int = 64
   Returns:
     Statistics with features (and logits when the weights have them).
   """
-  paths = list_images(folder)
+  return image_statistics(list_images(folder), extractor, batch_size,
+                          name=folder)
+
+
+def image_statistics(paths: Sequence[str], extractor, batch_size: int = 64,
+                     name: str = "images") -> statistics.InceptionStatistics:
+  """Streams image files through Inception (see the module docstring).
+
+  Images of one size go to the extractor as uint8 batches (resized in the
+  jitted network). Mixed sizes cannot share a batch, so each image is first
+  resized to 299 px on its own with the same resize mode and sent as float,
+  unquantised: the same numbers, one compilation.
+
+  Args:
+    paths: image files (e.g. from `list_images`).
+    extractor: the feature extractor.
+    batch_size: images read at a time.
+    name: what the log lines call these images.
+
+  Returns:
+    Statistics with features (and logits when the weights have them).
+  """
   sizes = set()
   for p in paths:
     with Image.open(p) as img:  # Reads the header only.
@@ -82,7 +98,7 @@ def folder_statistics(folder: str, extractor, batch_size: int = 64
   uniform = len(sizes) == 1
   if not uniform:
     logging.info("%s: %d image sizes; resizing each to %d px first.",
-                 folder, len(sizes), inception.INPUT_SIZE)
+                 name, len(sizes), inception.INPUT_SIZE)
 
   def batches():
     size = (inception.INPUT_SIZE, inception.INPUT_SIZE)
@@ -95,4 +111,4 @@ def folder_statistics(folder: str, extractor, batch_size: int = 64
 
   return features.compute_statistics(
       batches(), extractor, value_range=None if uniform else (0.0, 255.0),
-      quantize=uniform, keep_features=True, name=folder)
+      quantize=uniform, keep_features=True, name=name)
