@@ -117,7 +117,6 @@ def test_translate_cli_cgan(cgan_workdir, tmp_path):
   assert _outputs(out)["a.png"] == ((30, 40), "RGB")
 
 
-@pytest.mark.xdist_group("tiny_cgan")
 def test_input_folders_skip_hidden_files_folders_and_outputs(tmp_path):
   folder = tmp_path / "in"
   for sub in ("sub", ".ipynb_checkpoints", "out"):
@@ -131,6 +130,7 @@ def test_input_folders_skip_hidden_files_folders_and_outputs(tmp_path):
   assert [i.name for i in found] == ["a", "e", os.path.join("sub", "c")]
 
 
+@pytest.mark.xdist_group("tiny_cgan")
 def test_translate_errors(cgan_workdir, tmp_path, capsys):
   inputs = _write_inputs(str(tmp_path / "in"))
   before = sorted(os.listdir(inputs))
