@@ -148,6 +148,8 @@ def gan_defaults(loss="bce", **overrides) -> ml_collections.ConfigDict:
       feature_matching=0.0,  # Weight of the D-feature matching term in G.
       ema_decay=0.0,         # EMA generator for samples/eval/best; 0 = off.
       d_spectral_norm=False,  # Spectral normalisation of D's weights.
+      d_joint_batch=False,   # gan, siamese_gan: D's training calls normalise
+                             # real and generated images as one batch.
       d_scales=1,            # PatchGAN families: discriminators at this many
                              # scales (1, 1/2, 1/4, ...).
   ))

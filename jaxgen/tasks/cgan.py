@@ -94,6 +94,7 @@ class CGANTask(base.Task):
     weights of the perceptual term (tests; see jaxgen/perceptual.py)."""
     super().__init__(config)
     gan_base.check_alternation(config.gan)
+    gan_base.check_separate_batches(config.gan, "cgan")
     self.reg = regularizers.Regularizers(config.gan)
     self.perceptual = perceptual.from_config(
         config.gan, config.data.crop_size, perceptual_params)

@@ -117,6 +117,7 @@ class CycleGANTask(base.Task):
     super().__init__(config)
     m = config.model
     gan_base.check_alternation(config.gan)
+    gan_base.check_separate_batches(config.gan, "cyclegan")
     self.reg = regularizers.Regularizers(config.gan)
     self.perceptual = perceptual.from_config(
         config.gan, config.data.crop_size, perceptual_params)

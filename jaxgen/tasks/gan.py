@@ -19,6 +19,14 @@ BatchNorm statistics in `state.d.batch_stats`, updated by every training
 call of D and checkpointed with it. `gan.d_scales` must stay 1 (multi-scale
 discriminators are PatchGANs: cgan, cyclegan).
 
+`gan.d_joint_batch` makes D's training-mode calls normalise the real and
+generated images as one batch (regularizers.apply_d_pair), in the D step and
+in G's (which then also encodes the step's real images). By default each
+batch has its own BatchNorm statistics, as in DCGAN, and D can tell the
+two batches apart by their statistics alone: measured, D in training mode
+scores held-out real images nearly as high as training ones and samples
+near 0, while in eval mode it is far less sure (README "Results").
+
 With `gan.ema_decay` > 0 an EMA copy of the generator (jaxgen/tasks/
 gan_base.py) makes the samples, `generate` and the eval metrics.
 
@@ -90,6 +98,7 @@ class GANTask(base.Task):
     gan_base.check_alternation(config.gan)
     self.reg = regularizers.Regularizers(config.gan)
     check_single_scale(config.gan)
+    self.joint_batch = config.gan.get("d_joint_batch", False)
     self.ema_decay = gan_base.ema_decay(config)
     check_truncation(config.gan.get("truncation", 0.0))
     self.gen, self.disc = self.make_models(config.data.res,
@@ -280,12 +289,11 @@ class GANTask(base.Task):
     del labels
     real_rng, fake_rng, pen_rng = self.reg.split(rng, 3)
     v = d.variables(d_params)
-    real_logits, upd = self.disc.apply(v, self.reg.augment(real, real_rng),
-                                       mutable=["batch_stats"])
-    # A D without normalisation or spectral norm (model.d_norm) has none.
-    v1 = regularizers.with_stats(v, upd.get("batch_stats"))
-    fake_logits, upd = self.disc.apply(v1, self.reg.augment(fake, fake_rng),
-                                       mutable=["batch_stats"])
+    # A D without normalisation or spectral norm (model.d_norm) has no
+    # statistics: the returned variables hold none.
+    real_logits, fake_logits, v1 = regularizers.apply_d_pair(
+        self.disc, v, self.reg.augment(real, real_rng),
+        self.reg.augment(fake, fake_rng), joint=self.joint_batch)
     loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits,
                                       self.config.gan.loss))
     penalty, metrics = self.d_penalties(v, d, real, fake, pen_rng)
@@ -293,7 +301,7 @@ class GANTask(base.Task):
     metrics.update({"d_loss": loss,
                     "d_real": losses.mean_sigmoid(real_logits),
                     "d_fake": losses.mean_sigmoid(fake_logits)})
-    return loss, (metrics, upd.get("batch_stats"))
+    return loss, (metrics, v1.get("batch_stats"))
 
   def g_loss(self, g_params, state, real, rng, labels=None):
     """Generator loss (mean), metrics and new G batch statistics.
@@ -306,10 +314,15 @@ class GANTask(base.Task):
     fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
     fake_rng, real_rng = self.reg.split(rng, 2, fold=1)
     fake = self.reg.augment(fake, fake_rng)
-    # D runs in train mode (batch statistics of the fake batch, as in the
-    # D step) but its statistics updates are discarded here.
+    # D runs in train mode (batch statistics of the fake batch, or of the
+    # real and fake mix with gan.d_joint_batch, as in the D step) but its
+    # statistics updates are discarded here.
     v = state.d.variables()
-    logits, _ = self.disc.apply(v, fake, mutable=["batch_stats"])
+    if self.joint_batch:
+      _, logits, _ = regularizers.apply_d_pair(
+          self.disc, v, self.reg.augment(real, real_rng), fake, joint=True)
+    else:
+      logits, _ = self.disc.apply(v, fake, mutable=["batch_stats"])
     loss = jnp.mean(losses.gan_g_loss(logits, self.config.gan.loss))
     fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
     loss = loss + fm

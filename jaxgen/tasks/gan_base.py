@@ -68,6 +68,21 @@ def check_alternation(gan_cfg: ml_collections.ConfigDict):
     raise ValueError("Set at most one of gan.d_steps and gan.g_steps > 1.")
 
 
+def check_separate_batches(gan_cfg: ml_collections.ConfigDict, family: str):
+  """Raises if gan.d_joint_batch is set for a family that does not read it.
+
+  Args:
+    gan_cfg: `config.gan`.
+    family: the task's name, for the message.
+  """
+  if gan_cfg.get("d_joint_batch", False):
+    raise ValueError(
+        f"gan.d_joint_batch is implemented for the gan and siamese_gan "
+        f"families (one BatchNorm batch of real and generated images); "
+        f"{family}'s discriminators judge each batch separately. Set "
+        f"gan.d_joint_batch=False.")
+
+
 def updates_per_network(gan_cfg: ml_collections.ConfigDict,
                         total_steps: int) -> Tuple[int, int]:
   """(generator updates, discriminator updates) in `total_steps` calls.

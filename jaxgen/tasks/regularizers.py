@@ -95,6 +95,48 @@ def with_stats(variables, batch_stats):
   return dict(variables, batch_stats=batch_stats)
 
 
+def apply_d_pair(module: nn.Module, variables, real, fake, labels=None,
+                 joint: bool = False):
+  """Training-mode discriminator calls on real and generated images.
+
+  Separately (DCGAN's way, the default), each batch is normalised by its own
+  BatchNorm statistics, the real call's updated statistics threaded into
+  the fake call. Jointly (`gan.d_joint_batch`), the two batches go through
+  one call on their concatenation, so every BatchNorm normalises the mix and
+  a batch's statistics alone cannot tell D which kind it holds.
+
+  Args:
+    module: the discriminator; called as module(images) or, with labels,
+      module(images, labels).
+    variables: its variables.
+    real: real images [n, ...].
+    fake: generated images [m, ...].
+    labels: None, or (real labels [n], fake labels [m]).
+    joint: one call on both batches.
+
+  Returns:
+    (output on real, output on fake, variables with the updated
+    statistics); outputs are the module's, as pytrees.
+  """
+  real_labels, fake_labels = labels if labels is not None else (None, None)
+
+  def call(v, images, y):
+    args = (images,) if y is None else (images, y)
+    out, stats, _ = apply_d(module, v, *args)
+    return out, with_stats(v, stats)
+
+  if not joint:
+    out_real, variables = call(variables, real, real_labels)
+    out_fake, variables = call(variables, fake, fake_labels)
+    return out_real, out_fake, variables
+  n = real.shape[0]
+  y = (None if real_labels is None
+       else jnp.concatenate([real_labels, fake_labels]))
+  out, variables = call(variables, jnp.concatenate([real, fake]), y)
+  return (jax.tree_util.tree_map(lambda t: t[:n], out),
+          jax.tree_util.tree_map(lambda t: t[n:], out), variables)
+
+
 class Regularizers:
   """The parsed options and the terms they add (see the module docstring).
 

@@ -29,7 +29,8 @@ adversarial head.
 Each image is encoded once per step; both heads read the same features, so
 gradients from the real branch, the fake branch and both heads all land on
 the one encoder. With BatchNorm in the encoder, real and fake batches are
-normalised separately (as in DCGAN's discriminator).
+normalised separately (as in DCGAN's discriminator), or as one batch with
+`gan.d_joint_batch` (jaxgen/tasks/gan.py), in D's step and in G's.
 
 Stability options (`config.gan`, as in jaxgen/tasks/gan.py): the encoder
 sees DiffAugment-ed images in the D and G losses (both heads); GP and R1
@@ -163,6 +164,18 @@ class SiameseGANTask(gan.GANTask):
                                                      labels)
     return feats, logits, regularizers.with_stats(v, stats)
 
+  def _encode_pair(self, v, real, fake, labels=None):
+    """((features, logits) of real, of fake, updated variables), train mode.
+
+    Args:
+      v: D's variables.
+      real: real images.
+      fake: generated images.
+      labels: class-conditional: (real labels, fake labels); else None.
+    """
+    return regularizers.apply_d_pair(self.disc, v, real, fake, labels,
+                                     joint=self.joint_batch)
+
   def d_logits(self, output):
     return output[1]
 
@@ -192,13 +205,12 @@ class SiameseGANTask(gan.GANTask):
       (loss, (metrics, new batch statistics)).
     """
     kind = self.config.gan.loss
-    real_labels, fake_labels = labels if labels is not None else (None, None)
+    real_labels = labels[0] if labels is not None else None
     real_rng, fake_rng, pen_rng = self.reg.split(rng, 3)
-    v0 = v = d.variables(d_params)
-    f_real, real_logits, v = self._encode(
-        v, self.reg.augment(real, real_rng), real_labels)
-    f_fake, fake_logits, v = self._encode(
-        v, self.reg.augment(fake, fake_rng), fake_labels)
+    v0 = d.variables(d_params)
+    (f_real, real_logits), (f_fake, fake_logits), v = self._encode_pair(
+        v0, self.reg.augment(real, real_rng), self.reg.augment(fake, fake_rng),
+        labels)
     adv = jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
     penalty, metrics = self.d_penalties(v0, d, real, fake, pen_rng)
     metrics.update({"d_adv": adv,
@@ -239,19 +251,25 @@ class SiameseGANTask(gan.GANTask):
     fake = self.reg.augment(fake, fake_rng)
     # D in train mode, as in the D step; its statistics updates are dropped.
     v = state.d.variables()
-    f_fake, fake_logits, _ = self._encode(v, fake, self.code_labels(z))
+    fake_labels = self.code_labels(z)
+    real_aug = self.reg.augment(real, real_rng)
+    if self.joint_batch:
+      (f_real, _), (f_fake, fake_logits), _ = self._encode_pair(
+          v, real_aug, fake, None if labels is None else (labels, fake_labels))
+    else:
+      f_fake, fake_logits, _ = self._encode(v, fake, fake_labels)
+      if self.use_similarity:
+        f_real, _, _ = self._encode(v, real_aug, labels)
     adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
     fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
     metrics["g_adv"] = adv
     loss = adv + fm
     if self.use_similarity:
-      f_real, _, _ = self._encode(v, self.reg.augment(real, real_rng),
-                                  labels)
       sim = jnp.mean(losses.gan_g_loss(self._sim(v, f_real, f_fake), kind))
       loss = loss + self.config.siamese.g_sim_weight * sim
       metrics["g_sim"] = sim
     if self.use_class_head:
-      cls, acc = self._class_term(v, f_fake, self.code_labels(z))
+      cls, acc = self._class_term(v, f_fake, fake_labels)
       loss = loss + self.config.siamese.g_class_weight * cls
       metrics.update(g_cls=cls, g_cls_acc=acc)
     metrics["g_loss"] = loss
