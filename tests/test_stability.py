@@ -2,6 +2,8 @@
 values of each piece (each GAN family's training step with them on:
 tests/test_gan_options.py)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -252,3 +254,86 @@ def test_lazy_r1_changes_d_updates_only_every_r1_every():
         m["d_loss"], m0["d_loss"] + 0.5 * 10.0 * 3 * m["d_r1"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(stats0)):
       np.testing.assert_array_equal(a, b)  # R1's D call updates nothing.
+
+
+# One BatchNorm batch of real and generated images (gan.d_joint_batch).
+
+
+def test_apply_d_pair_joint_is_one_call_on_the_concatenation():
+  disc = dcgan.Discriminator(width=4, max_width=8)
+  real = _images((3, 16, 16, 1))
+  fake = _images((5, 16, 16, 1), seed=1)
+  v = disc.init(jax.random.key(0), real)
+  call = lambda v, x: regularizers.apply_d(disc, v, x)
+  pair = functools.partial(regularizers.apply_d_pair,
+                           regularizers.d_call(disc))
+  out_real, out_fake, v_joint = pair(v, real, fake, joint=True)
+  both, stats, _ = call(v, jnp.concatenate([real, fake]))
+  np.testing.assert_allclose(out_real, both[:3], atol=1e-6)
+  np.testing.assert_allclose(out_fake, both[3:], atol=1e-6)
+  for a, b in zip(jax.tree.leaves(v_joint["batch_stats"]),
+                  jax.tree.leaves(stats)):
+    np.testing.assert_array_equal(a, b)
+  # Separately: each batch alone, the real call's statistics threaded on.
+  sep_real, sep_fake, v_sep = pair(v, real, fake)
+  alone, stats, _ = call(v, real)
+  np.testing.assert_allclose(sep_real, alone, atol=1e-6)
+  alone, stats, _ = call(regularizers.with_stats(v, stats), fake)
+  np.testing.assert_allclose(sep_fake, alone, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(v_sep["batch_stats"]),
+                  jax.tree.leaves(stats)):
+    np.testing.assert_array_equal(a, b)
+  assert float(jnp.abs(out_fake - sep_fake).max()) > 1e-3
+  # Two copies of one batch have that batch's statistics: the same logits.
+  same, _, _ = pair(v, real, real, joint=True)
+  np.testing.assert_allclose(same, call(v, real)[0], atol=1e-5)
+
+
+def test_apply_d_pair_passes_labels_to_each_half():
+  call = lambda v, x, y: (x.mean(axis=(1, 2, 3)) + y, v)
+  real, fake = jnp.zeros((2, 4, 4, 1)), jnp.ones((3, 4, 4, 1))
+  labels = (jnp.array([1, 2]), jnp.array([10, 20, 30]))
+  for joint in (False, True):
+    out_real, out_fake, _ = regularizers.apply_d_pair(
+        call, {}, real, fake, labels, joint=joint)
+    np.testing.assert_array_equal(out_real, [1, 2])
+    np.testing.assert_array_equal(out_fake, [11, 21, 31])
+
+
+@pytest.mark.parametrize("family,options", [
+    ("gan", ()), ("siamese_gan", ()), ("siamese_gan", ("cond", "ac"))])
+def test_joint_batch_lets_the_real_batch_shape_the_fake_logits(family,
+                                                               options):
+  """With gan.d_joint_batch, D's logits on the generated images (D's loss
+  and G's) depend on the real images normalised with them; with separate
+  batches they do not."""
+  config = tiny_config(family, *options)
+  shape = (4, 16, 16, config.data.channels)
+  real, other, fake = (_images(shape, seed) for seed in (0, 5, 6))
+  cond = bool(options)
+  y = jnp.array([0, 1, 0, 1])
+  for joint in (False, True):
+    config.gan.d_joint_batch = joint
+    task = tasks.get_task(config)
+    state = task.init_state(jax.random.key(0))
+
+    @jax.jit
+    def fake_scores(real):
+      _, (d_metrics, _) = task.d_loss(state.d.params, state.d, real, fake,
+                                      jax.random.key(1),
+                                      (y, y) if cond else None)
+      _, (g_metrics, _) = task.g_loss(state.g.params, state, real,
+                                      jax.random.key(2), y if cond else None)
+      # siamese_gan's G loss has terms that read the real images.
+      return d_metrics["d_fake"], g_metrics.get("g_adv", g_metrics["g_loss"])
+
+    for a, b in zip(fake_scores(real), fake_scores(other)):
+      assert (abs(float(a) - float(b)) > 1e-5) == joint, (joint, a, b)
+
+
+@pytest.mark.parametrize("family", ["cgan", "cyclegan"])
+def test_joint_batch_is_refused_where_not_implemented(family):
+  config = tiny_config(family)
+  config.gan.d_joint_batch = True
+  with pytest.raises(ValueError, match="d_joint_batch.*separately"):
+    tasks.get_task(config)

@@ -292,7 +292,7 @@ class GANTask(base.Task):
     # A D without normalisation or spectral norm (model.d_norm) has no
     # statistics: the returned variables hold none.
     real_logits, fake_logits, v1 = regularizers.apply_d_pair(
-        self.disc, v, self.reg.augment(real, real_rng),
+        regularizers.d_call(self.disc), v, self.reg.augment(real, real_rng),
         self.reg.augment(fake, fake_rng), joint=self.joint_batch)
     loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits,
                                       self.config.gan.loss))
@@ -320,7 +320,8 @@ class GANTask(base.Task):
     v = state.d.variables()
     if self.joint_batch:
       _, logits, _ = regularizers.apply_d_pair(
-          self.disc, v, self.reg.augment(real, real_rng), fake, joint=True)
+          regularizers.d_call(self.disc), v,
+          self.reg.augment(real, real_rng), fake, joint=True)
     else:
       logits, _ = self.disc.apply(v, fake, mutable=["batch_stats"])
     loss = jnp.mean(losses.gan_g_loss(logits, self.config.gan.loss))

@@ -95,7 +95,20 @@ def with_stats(variables, batch_stats):
   return dict(variables, batch_stats=batch_stats)
 
 
-def apply_d_pair(module: nn.Module, variables, real, fake, labels=None,
+def d_call(module: nn.Module) -> Callable:
+  """`call(variables, images, labels)` for `apply_d_pair`: a training-mode
+  call of `module` (on images alone for labels None) that returns (output,
+  variables with its updated statistics)."""
+
+  def call(variables, images, labels):
+    args = (images,) if labels is None else (images, labels)
+    out, stats, _ = apply_d(module, variables, *args)
+    return out, with_stats(variables, stats)
+
+  return call
+
+
+def apply_d_pair(call: Callable, variables, real, fake, labels=None,
                  joint: bool = False):
   """Training-mode discriminator calls on real and generated images.
 
@@ -106,25 +119,19 @@ def apply_d_pair(module: nn.Module, variables, real, fake, labels=None,
   a batch's statistics alone cannot tell D which kind it holds.
 
   Args:
-    module: the discriminator; called as module(images) or, with labels,
-      module(images, labels).
-    variables: its variables.
+    call: `call(variables, images, labels or None) -> (output, variables)`,
+      e.g. `d_call(discriminator)`; outputs are pytrees of batch-major
+      arrays.
+    variables: D's variables.
     real: real images [n, ...].
     fake: generated images [m, ...].
     labels: None, or (real labels [n], fake labels [m]).
     joint: one call on both batches.
 
   Returns:
-    (output on real, output on fake, variables with the updated
-    statistics); outputs are the module's, as pytrees.
+    (output on real, output on fake, variables after the calls).
   """
   real_labels, fake_labels = labels if labels is not None else (None, None)
-
-  def call(v, images, y):
-    args = (images,) if y is None else (images, y)
-    out, stats, _ = apply_d(module, v, *args)
-    return out, with_stats(v, stats)
-
   if not joint:
     out_real, variables = call(variables, real, real_labels)
     out_fake, variables = call(variables, fake, fake_labels)

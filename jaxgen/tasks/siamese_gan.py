@@ -173,7 +173,11 @@ class SiameseGANTask(gan.GANTask):
       fake: generated images.
       labels: class-conditional: (real labels, fake labels); else None.
     """
-    return regularizers.apply_d_pair(self.disc, v, real, fake, labels,
+    def call(v, images, y):
+      feats, logits, v = self._encode(v, images, y)
+      return (feats, logits), v
+
+    return regularizers.apply_d_pair(call, v, real, fake, labels,
                                      joint=self.joint_batch)
 
   def d_logits(self, output):
