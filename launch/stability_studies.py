@@ -173,6 +173,13 @@ STUDIES = {
             "width64_ema_decay_lr4_cond_norm_ac_gsim0_joint": (
                 *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
                 "--config.gan.d_joint_batch=True"),
+            # width64_ema_decay_lr4_cond_norm_ac_gsim0 with LayerNorm in
+            # place of the encoder's BatchNorm: each image judged on its
+            # own, without the batch statistics (separate or joint) and
+            # without the spectral norm that kept SNGAN's D near chance.
+            "width64_ema_decay_lr4_cond_norm_ac_gsim0_ln": (
+                *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
+                "--config.model.d_norm=layer"),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),
