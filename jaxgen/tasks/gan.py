@@ -25,7 +25,9 @@ in G's (which then also encodes the step's real images). By default each
 batch has its own BatchNorm statistics, as in DCGAN, and D can tell the
 two batches apart by their statistics alone: measured, D in training mode
 scores held-out real images nearly as high as training ones and samples
-near 0, while in eval mode it is far less sure (README "Results").
+near 0, while in eval mode it is far less sure. Jointly normalised, D is
+less sure, but the Siamese GAN's samples came out worse (blown-out, or
+partly collapsed), so the option is off everywhere (README "Results").
 
 With `gan.ema_decay` > 0 an EMA copy of the generator (jaxgen/tasks/
 gan_base.py) makes the samples, `generate` and the eval metrics.
