@@ -160,9 +160,8 @@ class SiameseGANTask(gan.GANTask):
 
   def _encode(self, v, images, labels=None):
     """(features, logits, updated variables) in train mode."""
-    (feats, logits), stats, _ = regularizers.apply_d(self.disc, v, images,
-                                                     labels)
-    return feats, logits, regularizers.with_stats(v, stats)
+    (feats, logits), v = regularizers.d_call(self.disc)(v, images, labels)
+    return feats, logits, v
 
   def _encode_pair(self, v, real, fake, labels=None):
     """((features, logits) of real, of fake, updated variables), train mode.
