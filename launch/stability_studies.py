@@ -180,6 +180,18 @@ STUDIES = {
             "width64_ema_decay_lr4_cond_norm_ac_gsim0_ln": (
                 *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
                 "--config.model.d_norm=layer"),
+            # width64_ema_decay_lr4_cond_norm_ac_gsim0, the best recipe,
+            # at twice the budget (14400 steps, the same schedule
+            # stretched), without and with DiffAugment: whether the budget
+            # is what keeps the samples from being nameable animals, and
+            # whether DiffAugment, which lost at 7200 steps, pays once D
+            # has twice as long to memorise the 10k training images.
+            "width64_ema_decay_lr4_cond_norm_ac_gsim0_x2": (
+                *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
+                "--config.train.num_steps=14400"),
+            "width64_ema_decay_lr4_cond_norm_ac_gsim0_diffaug_x2": (
+                *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
+                "--config.train.num_steps=14400", DIFFAUG),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),
