@@ -91,7 +91,7 @@ def test_score_counts_named_and_right_per_source():
   assert blind.score(key, {})["real"]["class_right_fraction"] is None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cond_workdir(tmp_path_factory):
   """siamese_gan.py:tiny,cond trained for one step."""
   config = config_with("siamese_gan", "tiny,cond")
@@ -118,6 +118,8 @@ def test_make_test_of_a_conditional_run(cond_workdir):
   np.testing.assert_array_equal(again.images, test.images)
 
 
+# With test_compare's tests, which train the same tiny runs (conftest.py).
+@pytest.mark.xdist_group("tiny_cgan")
 def test_cli_makes_and_scores_a_test(tiny_run, tmp_path):
   cli_module = clis.launch_module("blind_test")
   out = str(tmp_path / "blind")
@@ -139,6 +141,7 @@ def test_cli_makes_and_scores_a_test(tiny_run, tmp_path):
   assert scored["answers"] == {str(fakes[0]): "", str(fakes[1]): "dog"}
 
 
+@pytest.mark.xdist_group("tiny_cgan")
 def test_cli_errors(tiny_run, tmp_path, capsys):
   cli_module = clis.launch_module("blind_test")
   gan = tiny_run("gan").result.workdir
