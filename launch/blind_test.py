@@ -47,8 +47,9 @@ def define(fv: flags.FlagValues, argv: List[str]):
                     "best when the run kept one).", flag_values=fv)
   flags.DEFINE_integer("columns", 8, "Tiles per row.", lower_bound=1,
                        flag_values=fv)
-  flags.DEFINE_integer("scale", 4, "Enlargement of each tile.",
-                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("scale", None, "Enlargement of each tile (default: "
+                       "to about 128 px a side).", lower_bound=1,
+                       flag_values=fv)
   flags.DEFINE_string("key", None, "Score answers against this key.json.",
                       flag_values=fv)
   flags.DEFINE_string("answers", None, "The tiles named, e.g. "

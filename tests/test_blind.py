@@ -56,8 +56,9 @@ def test_grid_places_enlarged_tiles_under_their_numbers():
                                 round(images[5, 0, 0, 0] * 255))
   # The number is drawn in the white strip above: some dark pixels there.
   assert out[y - strip:y, x:x + 16].min() < 128
-  # Greyscale tiles come out as RGB.
-  assert blind.grid(images[:2, ..., :1], columns=2).shape[-1] == 3
+  # Greyscale tiles come out as RGB; by default 8 px tiles grow to 128.
+  default = blind.grid(images[:2, ..., :1], columns=2)
+  assert default.shape == (128 + strip + pad, 2 * (128 + pad), 3)
 
 
 def test_parse_answers():
@@ -162,3 +163,7 @@ def test_cli_errors(tiny_run, tmp_path, capsys):
   assert cli_module.main([f"--key={key}", "--answers=2"]) == 1
   assert "not in the grid" in capsys.readouterr().err
   assert not (tmp_path / blind.SCORE_FILE).exists()
+  for text in ("not json", json.dumps({"step": 1})):
+    key.write_text(text)
+    assert cli_module.main([f"--key={key}", "--answers=1"]) == 1
+    assert "launch/blind_test.py wrote" in capsys.readouterr().err

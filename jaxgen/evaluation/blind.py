@@ -41,6 +41,7 @@ from jaxgen.data import pipeline
 
 REAL, GENERATED = "real", "generated"
 KEY_FILE, GRID_FILE, SCORE_FILE = "key.json", "grid.png", "score.json"
+TILE_PIXELS = 128  # The side a tile is enlarged to by default.
 
 
 class Test(NamedTuple):
@@ -96,19 +97,23 @@ def shuffle(real: np.ndarray, generated: np.ndarray,
   return Test(images.astype(np.float32), key, {})
 
 
-def grid(images: np.ndarray, columns: int = 8, scale: int = 4) -> np.ndarray:
+def grid(images: np.ndarray, columns: int = 8,
+         scale: Optional[int] = None) -> np.ndarray:
   """The tiles enlarged (nearest neighbour) and numbered from 1.
 
   Args:
     images: [n, h, w, c] in [0, 1].
     columns: tiles per row.
-    scale: enlargement of each tile (32 px CIFAR images are small to judge).
+    scale: enlargement of each tile; None: to about TILE_PIXELS a side
+      (32 px CIFAR images are small to judge).
 
   Returns:
-    uint8 [rows * (h * scale + strip), columns * (w * scale + pad), 3]: each
-    tile under a white strip carrying its number.
+    uint8 [rows * (h * scale + strip + pad), columns * (w * scale + pad),
+    3]: each tile under a white strip carrying its number.
   """
   images = np.asarray(images)
+  if scale is None:
+    scale = max(1, TILE_PIXELS // max(images.shape[1:3]))
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
   big = np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
@@ -197,7 +202,7 @@ def _real_images(r: run_lib.Run):
     if names and "label" in batch:
       index = np.asarray(r.task.batch_labels(batch))[mask]
       classes += [names[i] if i >= 0 else "" for i in index]
-  return np.concatenate(images), (classes if names else None)
+  return np.concatenate(images), (classes if names and classes else None)
 
 
 def make_test(workdir: str, num: int = 32, seed: int = 0,
@@ -252,14 +257,14 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
 
 
 def write_test(test: Test, out_dir: str, columns: int = 8,
-               scale: int = 4) -> Dict[str, str]:
+               scale: Optional[int] = None) -> Dict[str, str]:
   """Writes the grid the judge sees and the key they must not open.
 
   Args:
     test: from make_test or shuffle.
     out_dir: output folder (created).
     columns: tiles per row of the grid.
-    scale: enlargement of each tile.
+    scale: enlargement of each tile (None: as `grid`).
 
   Returns:
     {"grid": path, "key": path}.
@@ -283,9 +288,20 @@ def score_file(key_path: str, answers: str) -> Dict:
   Returns:
     {"scores": score's output, "answers": the parsed answers, and the
     key's info}; also written to score.json in the key's folder.
+
+  Raises:
+    ValueError: the file is not such a key, or the answers do not fit it.
   """
   with open(key_path) as f:
-    stored = json.load(f)
+    try:
+      stored = json.load(f)
+    except ValueError as e:
+      raise ValueError(f"{key_path} is not JSON ({e}); give the key.json "
+                       "that launch/blind_test.py wrote.") from e
+  if not isinstance(stored, dict) or not isinstance(stored.get("tiles"),
+                                                    list):
+    raise ValueError(f"{key_path} holds no tiles; give the key.json that "
+                     "launch/blind_test.py wrote.")
   tiles = stored.pop("tiles")
   parsed = parse_answers(answers, len(tiles))
   result = {**stored, "answers": {str(k): v for k, v in parsed.items()},
