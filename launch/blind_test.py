@@ -35,16 +35,13 @@ from jaxgen.evaluation import blind
 def define(fv: flags.FlagValues, argv: List[str]):
   """The flags (see the module docstring)."""
   del argv
-  flags.DEFINE_string("workdir", None, "Make a test of this generative run.",
-                      flag_values=fv)
+  cli.define_run_flags(fv, "Make a test of this generative run.")
   flags.DEFINE_string("out", None, "Where to write grid.png and key.json.",
                       flag_values=fv)
   flags.DEFINE_integer("num", 32, "Real tiles, and as many generated ones.",
                        lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("seed", 0, "Picks the real images, the samples and "
                        "the order.", flag_values=fv)
-  flags.DEFINE_enum("which", None, ["latest", "best"], "Checkpoint (default: "
-                    "best when the run kept one).", flag_values=fv)
   flags.DEFINE_integer("columns", 8, "Tiles per row.", lower_bound=1,
                        flag_values=fv)
   flags.DEFINE_integer("scale", None, "Enlargement of each tile (default: "
@@ -70,7 +67,7 @@ def run(fv: flags.FlagValues):
     raise cli.UsageError("Give --workdir and --out to make a test, or --key "
                          "and --answers to score one.")
   if making:
-    test = blind.make_test(fv.workdir, fv.num, fv.seed, fv.which)
+    test = blind.make_test(fv.workdir, fv.num, fv.seed, fv.which, fv.step)
     paths = blind.write_test(test, fv.out, fv.columns, fv.scale)
     print(f"Judge {paths['grid']} ({len(test.key)} tiles) without opening "
           f"{paths['key']}; then score with --key={paths['key']} "

@@ -115,7 +115,8 @@ def test_make_test_of_a_conditional_run(cond_workdir):
   assert len(real) == 2 and {t["class"] for t in real} <= {"cat", "dog"}
   assert all(t["class"] for t in real)
   assert test.info["classes"] == ["cat", "dog"] and test.info["step"] == 1
-  again = blind.make_test(cond_workdir, num=2, seed=1)
+  again = blind.make_test(cond_workdir, num=2, seed=1, which="latest",
+                          step=1)
   np.testing.assert_array_equal(again.images, test.images)
 
 

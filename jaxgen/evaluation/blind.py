@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from jaxgen import image_files
 from jaxgen import reporting
 from jaxgen import run as run_lib
 from jaxgen.data import pipeline
@@ -116,7 +117,8 @@ def grid(images: np.ndarray, columns: int = 8,
     scale = max(1, TILE_PIXELS // max(images.shape[1:3]))
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
-  big = np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
+  big = image_files.to_uint8(
+      np.repeat(np.repeat(images, scale, axis=1), scale, axis=2))
   h, w = big.shape[1:3]
   strip, pad = 14, 4
   rows = -(-len(big) // columns)
@@ -127,9 +129,7 @@ def grid(images: np.ndarray, columns: int = 8,
     x = (i % columns) * (w + pad)
     y = (i // columns) * (h + strip + pad)
     draw.text((x + 2, y + 1), str(i + 1), fill="black")
-    canvas.paste(Image.fromarray(
-        np.clip(np.round(tile * 255), 0, 255).astype(np.uint8)),
-                 (x, y + strip))
+    canvas.paste(Image.fromarray(tile), (x, y + strip))
   return np.asarray(canvas)
 
 
@@ -191,9 +191,8 @@ def score(key: Sequence[Dict], answers: Dict[int, str]) -> Dict[str, Dict]:
   return found
 
 
-def _real_images(r: run_lib.Run):
-  """The run's held-out images and, for class-conditional runs, classes."""
-  names = list(getattr(r.task, "class_names", []))
+def _real_images(r: run_lib.Run, names: Sequence[str]):
+  """The run's held-out images and, given its class names, their classes."""
   images, classes = [], []
   for batch in pipeline.eval_batches(pipeline.build(r.config.data, "test"),
                                      100):
@@ -206,7 +205,8 @@ def _real_images(r: run_lib.Run):
 
 
 def make_test(workdir: str, num: int = 32, seed: int = 0,
-              which: Optional[str] = None) -> Test:
+              which: Optional[str] = None,
+              step: Optional[int] = None) -> Test:
   """A blind test of `num` real held-out images and `num` of a run's samples.
 
   Class-conditional runs are asked for each class in turn (num split
@@ -217,6 +217,7 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
     num: real tiles, and generated tiles.
     seed: picks the real images, the samples' noise and the order.
     which: "best" or "latest" checkpoint (None as jaxgen.run.load).
+    step: a specific step of `which` (default: the newest).
 
   Returns:
     A Test; info holds the workdir, step, checkpoint kind, seed and the
@@ -229,11 +230,12 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
   """
   if num < 1:
     raise ValueError(f"num must be at least 1, got {num}.")
-  r = run_lib.load(workdir, which)
+  r = run_lib.load(workdir, which, step)
   if not r.generates:
     raise ValueError(f"The {r.config.task!r} run in {workdir} does not "
                      "generate images; a blind test needs samples.")
-  real, real_classes = _real_images(r)
+  names = list(getattr(r.task, "class_names", []))
+  real, real_classes = _real_images(r, names)
   if len(real) < num:
     raise ValueError(f"The held-out split of {workdir} has {len(real)} "
                      f"images; ask for at most that many (num={num}).")
@@ -242,7 +244,6 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
   real = real[pick]
   real_classes = (None if real_classes is None
                   else [real_classes[i] for i in pick])
-  names = list(getattr(r.task, "class_names", []))
   key = jax.random.key(seed)
   if names:
     labels = np.arange(num) % len(names)
