@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from jaxgen.data import paired
+from jaxgen.data import sketchify
 
 IMAGE_EXTENSIONS = paired.IMAGE_EXTENSIONS
 
@@ -50,19 +51,8 @@ def list_images(path: str, exclude: Sequence[str] = ()) -> List[Input]:
     return [Input(path, os.path.splitext(os.path.basename(path))[0])]
   if not os.path.isdir(path):
     raise FileNotFoundError(f"No file or folder at {path}.")
-  exclude = {os.path.abspath(e) for e in exclude}
-  found = []
-  for root, dirs, names in os.walk(path):
-    # Hidden folders (.ipynb_checkpoints, .git) hold no inputs, as in the
-    # data pipeline's listing (jaxgen/data/sketchify.py).
-    dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                     and os.path.join(root, d) not in exclude)
-    for name in sorted(names):
-      # Hidden files (e.g. macOS "._x.png" resource forks) are not images.
-      if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-        full = os.path.join(root, name)
-        found.append(Input(full, os.path.splitext(
-            os.path.relpath(full, path))[0]))
+  found = [Input(full, os.path.splitext(os.path.relpath(full, path))[0])
+           for full in sketchify.list_images(path, exclude)]
   if not found:
     raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) "
                             f"under {path}.")

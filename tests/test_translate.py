@@ -13,6 +13,7 @@ from jaxgen import image_files
 from jaxgen import run as run_lib
 from jaxgen import tasks as tasks_lib
 from jaxgen import translate
+from jaxgen.data import sketchify
 from jaxgen.tasks import base
 from tests import clis
 
@@ -123,11 +124,15 @@ def test_input_folders_skip_hidden_files_folders_and_outputs(tmp_path):
     (folder / sub).mkdir(parents=True)
   img = Image.fromarray(np.zeros((4, 4), np.uint8))
   for name in ("a.png", "sub/c.jpg", ".ipynb_checkpoints/a-checkpoint.png",
-               "out/d.png", "e.bmp"):
+               "out/d.png", "e.bmp", "z.png"):
     img.save(folder / name)
   (folder / "._a.png").write_bytes(b"not an image")
   found = image_files.list_images(str(folder), exclude=[str(folder / "out")])
-  assert [i.name for i in found] == ["a", "e", os.path.join("sub", "c")]
+  # Sorted by path (a subfolder's files before a later name at the top), in
+  # the order the data pipeline lists the same folder.
+  assert [i.name for i in found] == ["a", "e", os.path.join("sub", "c"), "z"]
+  assert [i.path for i in found] == sketchify.list_images(
+      str(folder), exclude=[str(folder / "out")])
 
 
 @pytest.mark.xdist_group("tiny_cgan")

@@ -27,7 +27,7 @@ reads.
 import logging
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from absl import flags
 import numpy as np
@@ -188,18 +188,27 @@ def _check_method(method: str) -> None:
                      f'{", ".join(METHODS)}')
 
 
-def list_images(root: str) -> list[str]:
+def list_images(root: str, exclude: Sequence[str] = ()) -> list[str]:
   """Returns the sorted image files (png/jpg/...) under ``root``, recursively.
+
+  The one listing of image folders in jaxgen: training data, evaluation
+  folders and the sample/translate CLIs' inputs all see the same files in
+  the same order.
 
   Args:
     root: folder to scan; hidden files and folders are ignored.
+    exclude: folders inside ``root`` to skip (e.g. a CLI's output folder, so
+      that a second run does not read the first one's results).
 
   Returns:
     Sorted list of file paths.
   """
+  exclude = {os.path.abspath(e) for e in exclude}
   found = []
   for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+    dirnames[:] = sorted(
+        d for d in dirnames if not d.startswith('.')
+        and os.path.abspath(os.path.join(dirpath, d)) not in exclude)
     for name in filenames:
       if (not name.startswith('.')
           and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS):
