@@ -133,14 +133,19 @@ def test_scripts_found():
   assert {"local.sh", "tpu_vm.sh", "slurm.sbatch"} <= names
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=os.path.basename)
+# The CI entry point is checked with the launch scripts.
+CI_SCRIPT = os.path.join(os.path.dirname(LAUNCH), ".ci", "run")
+CHECKED = SCRIPTS + [CI_SCRIPT]
+
+
+@pytest.mark.parametrize("script", CHECKED, ids=os.path.basename)
 def test_bash_syntax(script):
   result = subprocess.run(["bash", "-n", script], capture_output=True,
                           text=True)
   assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=os.path.basename)
+@pytest.mark.parametrize("script", CHECKED, ids=os.path.basename)
 def test_shellcheck(script):
   if shutil.which("shellcheck") is None:
     pytest.skip("shellcheck is not installed (Debian package `shellcheck`; "
