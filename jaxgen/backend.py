@@ -6,14 +6,13 @@ where backend-specific speed choices live. Options are passed per jit
 XLA_FLAGS, so they affect only jaxgen's own steps.
 
 CPU: XLA:CPU hands convolutions, dots, reductions and elementwise fusions to
-YNNPACK by default. On the 2-core AVX-512 dev machine (jax 0.10.2) YNNPACK's
-kernel-gradient convolutions (every conv layer's backward w.r.t. its
-weights) ran at 30-60 GFLOP/s against 110-230 GFLOP/s for XLA's Eigen
-convolutions on the same shapes, and the Eigen forward was faster too; but
-YNNPACK's reductions are what keep BatchNorm fast (all of YNNPACK off made a
-BatchNorm forward+backward 7x slower). So jaxgen keeps YNNPACK for reductions
-only: a 3x3 conv kernel gradient went from 25 to 6 ms and a BatchNorm
-forward+backward from 19 to 9 ms (PyTorch: 17 ms) at those shapes.
+YNNPACK by default. On jaxgen's shapes YNNPACK's convolutions were slower
+than XLA's Eigen convolutions (several times for the kernel gradients, every
+conv layer's backward w.r.t. its weights), but its reductions are what keep
+BatchNorm fast (all of YNNPACK off made BatchNorm several times slower). So
+jaxgen keeps YNNPACK for reductions only. The figures are in README.md
+("Benchmarks"); `python benchmarks/layers_bench.py` with and without
+JAXGEN_XLA_OPTIONS=0 measures them on any machine.
 
 Set JAXGEN_XLA_OPTIONS=0 in the environment to compile with XLA's defaults
 (to measure the difference, or to rule these options out when debugging).
