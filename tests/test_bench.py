@@ -44,8 +44,12 @@ def test_default_cases_need_no_files(spec):
 # needs the data facts bench.py applies.
 @pytest.mark.parametrize("config_file", ["vae.py", "cyclegan.py"])
 def test_run_case_tiny(config_file):
+  # A batch other than the config's own, to see that it is what was timed.
+  batch = bench.load_case(f"{config_file}:tiny").train.batch_size + 1
   row = bench.run_case(f"{config_file}:tiny", steps=2, warmup=1,
-                       with_torch=HAVE_TORCH, input_batches=2)
+                       batch_size=batch, with_torch=HAVE_TORCH,
+                       input_batches=2)
+  assert row["batch"] == batch
   for key in ("compile_s", "step_ms", "img_s", "peak_mb", "input_img_s",
               "loop_img_s"):
     assert math.isfinite(row[key]) and row[key] > 0, (key, row)

@@ -66,10 +66,9 @@ def test_user_errors_and_bugs_are_told_apart():
   assert cli.is_user_error(FileNotFoundError("x"))
   assert cli.is_user_error(cli.UserError("x"))
   # jaxgen's own checks (config, data) raise ValueError with a message.
-  try:
+  with pytest.raises(ValueError) as e:
     configlib.parse_arg("bogus", demo=False)
-  except ValueError as e:
-    assert cli.is_user_error(e)
+  assert cli.is_user_error(e.value)
   # The same types from elsewhere (here: this file, or jax) are bugs.
   assert not cli.is_user_error(raised(ValueError("x")))
   assert not cli.is_user_error(raised(KeyError("x")))

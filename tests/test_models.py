@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxgen.models import dcgan
@@ -34,10 +35,14 @@ def test_vae_shapes(res, channels, latent_res):
   z = jax.eval_shape(functools.partial(model.apply, method=vae.VAE.decode),
                      variables, jnp.ones((3,) + shape))
   assert z.shape == (3, res, res, channels)
-  # The posterior mean path is deterministic; the sampled one is not.
-  a = apply(variables, x + 0.5, sample=False)[0]
-  b = apply(variables, x + 0.5, sample=False)[0]
+  # The posterior mean path ignores the latent rng (it decodes the mean);
+  # the sampled one does not.
+  a, mean_a, _ = apply(variables, x + 0.5, sample=False,
+                       rngs={"latent": _key(3)})
+  b = apply(variables, x + 0.5, sample=False, rngs={"latent": _key(4)})[0]
   assert jnp.array_equal(a, b)
+  decoded = model.apply(variables, mean_a, method=vae.VAE.decode)
+  np.testing.assert_allclose(a, decoded, rtol=1e-5, atol=1e-5)
   c = apply(variables, x + 0.5, rngs={"latent": _key(3)})[0]
   d = apply(variables, x + 0.5, rngs={"latent": _key(4)})[0]
   assert not jnp.array_equal(c, d)

@@ -108,12 +108,20 @@ def test_grain_random_map_drives_source(root):
   grain = pytest.importorskip('grain')
   from jaxgen.data import augment
   ds = signatures.SignatureFolder(root, 'train', res=16)
-  mapped = grain.MapDataset.source(ds).random_map(
-      lambda x, rng: dict(x, image=augment.augment(x['image'], rng,
-                                                   rotation=10.0)),
-      seed=0)
-  np.testing.assert_array_equal(mapped[1]['image'], mapped[1]['image'])
-  assert mapped[1]['image'].shape == (16, 16, 1)
+
+  def mapped(seed):
+    return grain.MapDataset.source(ds).random_map(
+        lambda x, rng: dict(x, image=augment.augment(x['image'], rng,
+                                                     rotation=10.0)),
+        seed=seed)
+
+  image = mapped(0)[1]['image']
+  assert image.shape == (16, 16, 1)
+  # The augmentation ran (the source's image moved) with the dataset's
+  # seed: rebuilt with the same seed it repeats, another seed differs.
+  assert not np.array_equal(image, ds[1]['image'])
+  np.testing.assert_array_equal(image, mapped(0)[1]['image'])
+  assert not np.array_equal(image, mapped(1)[1]['image'])
 
 
 # ---------------------------------------------------------------- errors

@@ -196,7 +196,8 @@ def test_cyclegan_both_directions(cyclegan_workdir, tmp_path):
   assert _outputs(tmp_path / "sketches") == {
       name.replace(".jpg", ".png"): (size, "L")
       for name, (size, _) in INPUTS.items()}
-  # The two directions are different generators.
+  # translate_images follows the direction asked, not the run's default:
+  # AtoB gives a sketch (one channel), BtoA a photo.
   image = np.full((16, 16, 3), 128, np.uint8)
   a_to_b = translate.translate_images(r, [image], "AtoB")[0]
   b_to_a = translate.translate_images(r, [image], "BtoA")[0]
