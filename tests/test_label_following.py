@@ -92,6 +92,11 @@ def test_classifier_metrics_sit_beside_feature_matching():
   batch = task.example_batch(4)
   _, m = jax.jit(task.train_step)(state, batch, jax.random.key(1))
   assert {"g_fm", "g_cls", "g_cls_acc", "d_cls"} <= set(m)
+  assert m["g_fm"] > 0 and m["g_cls"] > 0
+  # G's loss is the sum of its terms, each with its weight.
+  np.testing.assert_allclose(
+      m["g_loss"], m["g_gan"] + config.gan.l1_weight * m["g_l1"]
+      + 10.0 * m["g_fm"] + 1.0 * m["g_cls"], rtol=1e-5)
 
 
 def test_classifier_sees_diffaugment():

@@ -205,7 +205,17 @@ def test_transform_resizes_to_load_size_then_crops():
                                  load_size=(24, 26), crop_size=(16, 18),
                                  flip=False)
   assert s.shape == (16, 18, 1) and p.shape == (16, 18, 3)
-  assert s.min() >= -1.0 and s.max() <= 1.0
+  # The whole resized pair (crop = load size: nothing cropped), its marker
+  # moved with the scale ((5, 9) of 20 x 30 -> about (6, 8) of 24 x 26) ...
+  full, _ = paired.paired_transform(sketch, photo, np.random.default_rng(0),
+                                    load_size=(24, 26), crop_size=(24, 26),
+                                    flip=False)
+  r, c = np.unravel_index(np.argmax(full[..., 0]), full.shape[:2])
+  assert abs(r - 6) <= 1 and abs(c - 8) <= 1
+  # ... and the crop is its window at the replayed offset.
+  replay = np.random.default_rng(0)
+  top, left = replay.integers(0, 9), replay.integers(0, 9)
+  np.testing.assert_allclose(s, full[top:top + 16, left:left + 18])
 
 
 def test_transform_test_time_is_deterministic():

@@ -84,6 +84,13 @@ def test_sketchified_folder(tmp_path):
   e = ds[2]
   assert e['photo'].shape == (32, 32, 3) and e['sketch'].shape == (32, 32, 1)
   assert e['photo'].dtype == np.float32 and e['sketch'].dtype == np.float32
+  # Index 2 is b/face2.png (sorted paths), loaded at 32 px, and the sketch
+  # is the default operator on that photo.
+  np.testing.assert_array_equal(
+      e['photo'], sketchify.load_photo(str(tmp_path / 'b' / 'face2.png'), 32))
+  np.testing.assert_allclose(e['sketch'][..., 0],
+                             sketchify.sketchify(e['photo']), atol=1e-6)
+  assert not np.array_equal(e['photo'], ds[0]['photo'])
   with pytest.raises(FileNotFoundError, match='does not exist'):
     sketchify.SketchifiedFolder(str(tmp_path / 'missing'))
   (tmp_path / 'empty').mkdir()

@@ -32,6 +32,10 @@ def test_render_signature_returns_a_2d_float32_image():
   image = ss.render_signature(ss.writer_style(0, 1),
                               np.random.default_rng(0), res=48)
   assert image.shape == (48, 48) and image.dtype == np.float32
+  # Dark-on-white scans inverted: ink near 1 on a zero background, a
+  # stroke (not a blot) covering a small part of the image.
+  assert image.max() > 0.9 and image[0, 0] == 0.0 and image[-1, -1] == 0.0
+  assert 0.01 < np.mean(image > 0.5) < 0.4
 
 
 def test_same_inputs_give_bit_identical_images_in_any_order():
