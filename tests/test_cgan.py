@@ -95,13 +95,13 @@ def test_plateau_schedule_reduces_only_without_improvement():
       ((0.5, 9.0), 0.1),       # Worse: stays at the floor.
   ]
   got, want, moves = [], [], []
-  for losses, scale_after in windows:
-    for i, loss in enumerate(losses):
+  for window, scale_after in windows:
+    for i, loss in enumerate(window):
       before = ts.params["w"]
       ts = step(ts, loss)
       got.append(float(ts.opt_state[1].scale))
       # Mid-window the scale is the previous window's.
-      want.append(scale_after if i == len(losses) - 1 else (
+      want.append(scale_after if i == len(window) - 1 else (
           want[-1] if want else 1.0))
       moves.append(float(before[0] - ts.params["w"][0]))
   np.testing.assert_allclose(got, want, rtol=1e-6)
