@@ -7,7 +7,8 @@ Embedded procedural signatures, CPU minutes:
   python -m jaxgen.main --config=configs/gan.py:demo --workdir=runs/gan_demo
 Real scans train with DiffAugment (measured in the README's "Results").
 Options after the colon: demo, tiny (for tests), bench (full-size model on
-the procedural signatures, for benchmarks/bench.py), res=64|128, steps=N.
+the procedural signatures, for benchmarks/bench.py), resnet (residual G and
+D, jaxgen/models/resgan.py), res=64|128, steps=N.
 """
 
 import ml_collections
@@ -18,7 +19,7 @@ from jaxgen import configlib
 def get_config(arg=None):
   """Returns the DCGAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, bench=False, res=64,
-                            steps=0)
+                            steps=0, resnet=False)
   c = ml_collections.ConfigDict()
   c.task = "gan"
   c.seed = 0
@@ -31,6 +32,8 @@ def get_config(arg=None):
       d_width=64,         # Discriminator channels at the first block.
       d_norm="batch",     # D normalisation: "batch" (DCGAN), "layer", "none"
                           # (a WGAN-GP critic: jaxgen/models/dcgan.py).
+      # "dcgan" or "resnet": residual G and D blocks (jaxgen/models/resgan.py).
+      arch="dcgan",
       max_width=512,
       upsample_impl="auto",
       downsample_impl="auto",
@@ -63,6 +66,8 @@ def get_config(arg=None):
     c.train.update(batch_size=8, num_steps=6, log_every=2, eval_every=3,
                    eval_batches=1, sample_every=3, num_samples=4,
                    checkpoint_every=3, data_threads=0)
+  if arg.resnet:
+    c.model.arch = "resnet"
   if arg.steps:
     c.train.num_steps = arg.steps
   return c

@@ -27,8 +27,8 @@ generator is kept by the pixel-space SWD, or by FID with
 --config.train.best_metric=eval/fid (which then needs the weights).
 Options after the colon: demo, cifar, tiny (tests; always synthetic), bench
 (full-size nets on synthetic images, for benchmarks/bench.py), plain,
-cond, ac (with cond: AC-GAN's class head on D), ema=DECAY, steps=N,
-width=W (G and D widths).
+cond, ac (with cond: AC-GAN's class head on D), resnet (residual G and D,
+jaxgen/models/resgan.py), ema=DECAY, steps=N, width=W (G and D widths).
 """
 
 import ml_collections
@@ -45,7 +45,7 @@ def get_config(arg=None):
   """Returns the Siamese-GAN config; see the module docstring for variants."""
   arg = configlib.parse_arg(arg, demo=False, tiny=False, plain=False,
                             ema=0.0, steps=0, width=0, bench=False,
-                            cifar=False, cond=False, ac=False)
+                            cifar=False, cond=False, ac=False, resnet=False)
   c = ml_collections.ConfigDict()
   c.task = "siamese_gan"
   c.seed = 0
@@ -69,6 +69,8 @@ def get_config(arg=None):
       d_width=64,          # Encoder channels at the first block.
       max_width=512,
       d_norm="batch",      # Encoder normalisation: "batch", "layer", "none".
+      # "dcgan" or "resnet": residual G and D blocks (jaxgen/models/resgan.py).
+      arch="dcgan",
       sim_hidden=128,      # Hidden width of the similarity head (0: linear).
       upsample_impl="auto",
       downsample_impl="auto",
@@ -138,6 +140,8 @@ def get_config(arg=None):
     if not arg.cond:
       raise ValueError("siamese_gan.py: ac (the class head) needs cond.")
     c.siamese.update(d_class_weight=1.0, g_class_weight=1.0)
+  if arg.resnet:
+    c.model.arch = "resnet"
   if arg.width:
     c.model.update(g_width=arg.width, d_width=arg.width)
   if arg.steps:

@@ -11,6 +11,10 @@ so the WGAN-GP paper drops BatchNorm from its critic. `spectral_norm=True`
 (`gan.d_spectral_norm`) spectrally normalises every DownConv kernel and the
 dense layer's (jaxgen/models/normalization.py); the normalisation layers
 are configured separately from it in every family.
+
+`model.arch="resnet"` swaps both networks for residual ones of the same
+interface (jaxgen/models/resgan.py): `generator` builds either generator,
+and `Discriminator(arch=...)` either trunk under the same head.
 """
 
 from typing import Optional
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 
 from jaxgen.models import layers
 from jaxgen.models import normalization
+from jaxgen.models import resgan
 from jaxgen.models.vae import level_widths, num_levels
 
 NORMS = ("batch", "layer", "none")
@@ -94,15 +99,9 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z, train: bool = True):
     widths = level_widths(self.width, self.max_width, num_levels(self.res))
-    label = (jnp.argmax(z[:, -self.num_classes:], -1) if self.num_classes
-             else None)
-
-    def norm(x):
-      x = nn.BatchNorm(use_running_average=not train,
-                       momentum=self.bn_momentum, dtype=self.dtype)(x)
-      if self.num_classes:
-        x = normalization.ClassFiLM(self.num_classes, self.dtype)(x, label)
-      return x
+    label = normalization.one_hot_label(z, self.num_classes)
+    norm = lambda x: normalization.class_batch_norm(
+        x, label, self.num_classes, train, self.bn_momentum, self.dtype)
 
     x = nn.Dense(4 * 4 * widths[-1], use_bias=False, dtype=self.dtype)(z)
     x = nn.relu(norm(x.reshape(z.shape[0], 4, 4, widths[-1])))
@@ -113,6 +112,43 @@ class Generator(nn.Module):
     x = layers.UpConv(self.channels, impl=self.upsample_impl,
                       dtype=self.dtype)(x)
     return jnp.tanh(x.astype(jnp.float32))
+
+
+def generator(arch: str, *, res: int, channels: int, width: int,
+              max_width: int, upsample_impl: Optional[str] = None,
+              num_classes: int = 0) -> nn.Module:
+  """The generator of `model.arch`: DCGAN's or the residual one.
+
+  Args:
+    arch: one of resgan.ARCHS.
+    res, channels, width, max_width, num_classes: as `Generator`'s.
+    upsample_impl: DCGAN's UpConv implementation (the residual generator
+      upsamples by repetition and has none).
+
+  Returns:
+    The unbound module.
+
+  Raises:
+    ValueError: an unknown arch.
+  """
+  if resgan.check_arch(arch) == "resnet":
+    return resgan.ResGenerator(res=res, channels=channels, width=width,
+                               max_width=max_width, num_classes=num_classes)
+  return Generator(res=res, channels=channels, width=width,
+                   max_width=max_width, upsample_impl=upsample_impl,
+                   num_classes=num_classes)
+
+
+def trunk(x, widths, arch: str, norm: str, spectral_norm: bool, train: bool,
+          downsample_impl: Optional[str] = None, dtype=None):
+  """The discriminator's convolutional trunk of `arch`, inside a compact
+  method: `down_blocks` (DCGAN) or `resgan.res_down_blocks`; same arguments
+  and output shape."""
+  if resgan.check_arch(arch) == "resnet":
+    return resgan.res_down_blocks(x, widths, norm, spectral_norm, train,
+                                  dtype)
+  return down_blocks(x, widths, norm, spectral_norm, train, downsample_impl,
+                     dtype)
 
 
 class Discriminator(nn.Module):
@@ -126,6 +162,7 @@ class Discriminator(nn.Module):
       "batch_stats"; training calls store one power iteration each).
     dtype: compute dtype.
     norm: "batch" (DCGAN), "layer" or "none" (module docstring).
+    arch: "dcgan" or "resnet" (the trunk; the dense head is the same).
   """
   width: int = 64
   max_width: int = 512
@@ -133,13 +170,14 @@ class Discriminator(nn.Module):
   spectral_norm: bool = False
   dtype: Optional[jnp.dtype] = None
   norm: str = "batch"
+  arch: str = "dcgan"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     sn = lambda layer: normalization.spectral(layer, self.spectral_norm, train)
     widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
-    x = down_blocks(x, widths, self.norm, self.spectral_norm, train,
-                    self.downsample_impl, self.dtype)
+    x = trunk(x, widths, self.arch, self.norm, self.spectral_norm, train,
+              self.downsample_impl, self.dtype)
     # A dense layer on the 4x4 map is the classic 4x4 "valid" convolution.
     out = sn(nn.Dense(1, dtype=self.dtype))(x.reshape(x.shape[0], -1))
     return out[:, 0].astype(jnp.float32)

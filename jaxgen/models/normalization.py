@@ -109,3 +109,34 @@ class ClassFiLM(nn.Module):
     scale = table("scale", nn.initializers.ones)
     shift = table("shift", nn.initializers.zeros)
     return x * scale + shift
+
+
+def one_hot_label(z: Array, num_classes: int) -> Optional[Array]:
+  """The class of each code whose last `num_classes` entries are one-hot
+  (the GAN generators' input), or None when `num_classes` is 0."""
+  return jnp.argmax(z[:, -num_classes:], -1) if num_classes else None
+
+
+def class_batch_norm(x: Array, label: Optional[Array], num_classes: int,
+                     train: bool, momentum: float, dtype=None) -> Array:
+  """BatchNorm, then a `ClassFiLM` of `label` when `num_classes` > 0.
+
+  Call from inside a compact method: the layers are named in the caller's
+  scope (BatchNorm_i, ClassFiLM_j), as if written there.
+
+  Args:
+    x: features [b, ..., c].
+    label: [b] class indices (None without classes).
+    num_classes: 0 for a plain BatchNorm.
+    train: batch statistics (training) or the running averages.
+    momentum: of the running averages.
+    dtype: compute dtype.
+
+  Returns:
+    The normalised features, same shape.
+  """
+  x = nn.BatchNorm(use_running_average=not train, momentum=momentum,
+                   dtype=dtype)(x)
+  if num_classes:
+    x = ClassFiLM(num_classes, dtype)(x, label)
+  return x

@@ -60,6 +60,7 @@ class Encoder(nn.Module):
       or "none". The first block is never normalised, as in DCGAN.
     downsample_impl: see layers.DownConv.
     spectral_norm: spectrally normalise the convolution kernels.
+    arch: "dcgan" or "resnet" (residual blocks, jaxgen/models/resgan.py).
   """
   width: int = 64
   max_width: int = 512
@@ -67,12 +68,13 @@ class Encoder(nn.Module):
   downsample_impl: Optional[str] = None
   dtype: Optional[jnp.dtype] = None
   spectral_norm: bool = False
+  arch: str = "dcgan"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     widths = level_widths(self.width, self.max_width, num_levels(x.shape[1]))
-    x = dcgan.down_blocks(x, widths, self.norm, self.spectral_norm, train,
-                          self.downsample_impl, self.dtype)
+    x = dcgan.trunk(x, widths, self.arch, self.norm, self.spectral_norm,
+                    train, self.downsample_impl, self.dtype)
     return x.reshape(x.shape[0], -1)
 
 
@@ -120,6 +122,7 @@ class SiameseDiscriminator(nn.Module):
     spectral_norm: spectrally normalise every weight (encoder and heads).
     num_classes: > 0 adds the class projection (module docstring).
     class_head: adds the auxiliary class head (needs num_classes > 0).
+    arch: the Encoder's trunk, "dcgan" or "resnet".
   """
   width: int = 64
   max_width: int = 512
@@ -131,13 +134,14 @@ class SiameseDiscriminator(nn.Module):
   spectral_norm: bool = False
   num_classes: int = 0
   class_head: bool = False
+  arch: str = "dcgan"
 
   def setup(self):
     if self.class_head and not self.num_classes:
       raise ValueError("class_head needs num_classes > 0.")
     self.encoder = Encoder(self.width, self.max_width, self.norm,
                            self.downsample_impl, self.dtype,
-                           self.spectral_norm)
+                           self.spectral_norm, self.arch)
     self.adv_head = nn.Dense(1, dtype=self.dtype)
     if self.spectral_norm:
       self.adv_head_sn = nn.SpectralNorm(self.adv_head)

@@ -113,14 +113,15 @@ class GANTask(base.Task):
   def make_models(self, res, channels):
     """The (generator, discriminator) pair; subclasses may override."""
     m = self.config.model
-    gen = dcgan.Generator(res=res, channels=channels, width=m.g_width,
+    arch = m.get("arch", "dcgan")
+    gen = dcgan.generator(arch, res=res, channels=channels, width=m.g_width,
                           max_width=m.max_width,
                           upsample_impl=m.get("upsample_impl"))
     disc = dcgan.Discriminator(
         width=m.d_width, max_width=m.max_width,
         downsample_impl=m.get("downsample_impl"),
         spectral_norm=self.config.gan.get("d_spectral_norm", False),
-        norm=m.get("d_norm", "batch"))
+        norm=m.get("d_norm", "batch"), arch=arch)
     return gen, disc
 
   def init_state(self, rng, batch=None):

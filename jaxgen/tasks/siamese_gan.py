@@ -146,16 +146,18 @@ class SiameseGANTask(gan.GANTask):
 
   def make_models(self, res, channels):
     m = self.config.model
-    gen = dcgan.Generator(
-        res=res, channels=channels, width=m.g_width, max_width=m.max_width,
-        upsample_impl=m.get("upsample_impl"),
+    arch = m.get("arch", "dcgan")
+    gen = dcgan.generator(
+        arch, res=res, channels=channels, width=m.g_width,
+        max_width=m.max_width, upsample_impl=m.get("upsample_impl"),
         num_classes=self.num_classes if m.get("g_class_norm") else 0)
     disc = siamese.SiameseDiscriminator(
         width=m.d_width, max_width=m.max_width, norm=m.get("d_norm", "batch"),
         similarity=self.use_similarity, sim_hidden=m.get("sim_hidden", 128),
         downsample_impl=m.get("downsample_impl"),
         spectral_norm=self.config.gan.get("d_spectral_norm", False),
-        num_classes=self.num_classes, class_head=self.use_class_head)
+        num_classes=self.num_classes, class_head=self.use_class_head,
+        arch=arch)
     return gen, disc
 
   def _encode(self, v, images, labels=None):
