@@ -18,7 +18,8 @@ unchanged), with
 which is what lets deeper and wider GANs train where a plain stack of
 stride-2 convolutions stalls; each block holds two 3x3 convolutions at
 its output resolution where DCGAN has one 4x4 stride-2 convolution, so a
-step costs several times DCGAN's at the same widths.
+step costs several times DCGAN's FLOPs at the same widths (README.md, the
+`model.arch` row of "Stability toolbox").
 
 The generator has dcgan.Generator's interface (z with the one-hot class last
 when `num_classes` > 0, per-class scale and shift after every BatchNorm;
