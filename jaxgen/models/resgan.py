@@ -16,10 +16,11 @@ unchanged), with
 
 (`pool`: 2x2 average). Residual paths carry the gradient past every block,
 which is what lets deeper and wider GANs train where a plain stack of
-stride-2 convolutions stalls; each block holds two 3x3 convolutions at
-its output resolution where DCGAN has one 4x4 stride-2 convolution, so a
-step costs several times DCGAN's FLOPs at the same widths (README.md, the
-`model.arch` row of "Stability toolbox").
+stride-2 convolutions stalls. Each block holds two 3x3 convolutions at its
+larger resolution (G's after upsampling, D's before pooling) where DCGAN
+has one 4x4 stride-2 convolution, so a step costs several times DCGAN's
+FLOPs at the same widths (README.md, the `model.arch` row of "Stability
+toolbox").
 
 The generator has dcgan.Generator's interface (z with the one-hot class last
 when `num_classes` > 0, per-class scale and shift after every BatchNorm;
