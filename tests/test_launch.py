@@ -25,6 +25,8 @@ LAUNCH = os.path.join(ROOT, "launch")
 
 SCRIPTS = sorted(glob.glob(os.path.join(LAUNCH, "*.sh")) +
                  glob.glob(os.path.join(LAUNCH, "*.sbatch")))
+# Checked for syntax and by shellcheck: the launch scripts and CI's entry.
+CHECKED = SCRIPTS + [os.path.join(ROOT, ".ci", "run")]
 CONFIG = "configs/vae.py:demo"
 OVERRIDE = "--config.train.num_steps=3"
 
@@ -131,11 +133,6 @@ def _assert_stopped(pid_file) -> None:
 def test_scripts_found():
   names = {os.path.basename(p) for p in SCRIPTS}
   assert {"local.sh", "tpu_vm.sh", "slurm.sbatch"} <= names
-
-
-# The CI entry point is checked with the launch scripts.
-CI_SCRIPT = os.path.join(os.path.dirname(LAUNCH), ".ci", "run")
-CHECKED = SCRIPTS + [CI_SCRIPT]
 
 
 @pytest.mark.parametrize("script", CHECKED, ids=os.path.basename)
