@@ -27,7 +27,7 @@ from jaxgen.models import normalization
 from jaxgen.models import resgan
 from jaxgen.models.vae import level_widths, num_levels
 
-NORMS = ("batch", "layer", "none")
+NORMS = normalization.D_NORMS
 
 
 def down_blocks(x, widths, norm: str, spectral_norm: bool, train: bool,
@@ -53,19 +53,14 @@ def down_blocks(x, widths, norm: str, spectral_norm: bool, train: bool,
   Raises:
     ValueError: an unknown norm.
   """
-  if norm not in NORMS:
-    raise ValueError(f"Unknown discriminator norm {norm!r} (model.d_norm); "
-                     f"valid: {', '.join(NORMS)}.")
+  normalization.check_d_norm(norm)
   for i, w in enumerate(widths):
     # A bias where no normalisation follows (it would be subtracted).
     conv = layers.DownConv(w, use_bias=i == 0 or norm == "none",
                            impl=downsample_impl, dtype=dtype)
     x = normalization.spectral(conv, spectral_norm, train)(x)
-    if i and norm == "batch":
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                       dtype=dtype)(x)
-    elif i and norm == "layer":
-      x = nn.LayerNorm(dtype=dtype)(x)
+    if i:
+      x = normalization.d_norm(x, norm, train, dtype)
     x = nn.leaky_relu(x, 0.2)
   return x
 

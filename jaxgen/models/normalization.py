@@ -140,3 +140,38 @@ def class_batch_norm(x: Array, label: Optional[Array], num_classes: int,
   if num_classes:
     x = ClassFiLM(num_classes, dtype)(x, label)
   return x
+
+
+# Normalisations of the gan and siamese_gan discriminators (`model.d_norm`).
+D_NORMS = ("batch", "layer", "none")
+
+
+def check_d_norm(norm: str) -> None:
+  """Raises a ValueError unless `norm` is one of D_NORMS."""
+  if norm not in D_NORMS:
+    raise ValueError(f"Unknown discriminator norm {norm!r} (model.d_norm); "
+                     f"valid: {', '.join(D_NORMS)}.")
+
+
+def d_norm(x: Array, norm: str, train: bool, dtype=None) -> Array:
+  """`norm` (one of D_NORMS) of a discriminator layer's output.
+
+  Call from inside a compact method: the layer is named in the caller's
+  scope (BatchNorm_i, LayerNorm_j), as if written there.
+
+  Args:
+    x: features [b, h, w, c].
+    norm: "batch" (DCGAN's, batch statistics in training), "layer" (per
+      example) or "none".
+    train: training mode.
+    dtype: compute dtype.
+
+  Returns:
+    The normalised features, same shape.
+  """
+  if norm == "batch":
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                        dtype=dtype)(x)
+  if norm == "layer":
+    return nn.LayerNorm(dtype=dtype)(x)
+  return x

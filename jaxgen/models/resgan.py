@@ -82,21 +82,14 @@ def res_down_blocks(x, widths, norm: str, spectral_norm: bool, train: bool,
   Raises:
     ValueError: an unknown norm.
   """
-  if norm not in ("batch", "layer", "none"):
-    raise ValueError(f"Unknown discriminator norm {norm!r} (model.d_norm); "
-                     "valid: batch, layer, none.")
+  normalization.check_d_norm(norm)
 
   def conv(h, w, size, first):
     # A bias where no normalisation follows (it would be subtracted).
     layer = nn.Conv(w, (size, size), padding="SAME", dtype=dtype,
                     use_bias=first or norm == "none")
     h = normalization.spectral(layer, spectral_norm, train)(h)
-    if not first and norm == "batch":
-      h = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                       dtype=dtype)(h)
-    elif not first and norm == "layer":
-      h = nn.LayerNorm(dtype=dtype)(h)
-    return h
+    return h if first else normalization.d_norm(h, norm, train, dtype)
 
   for i, w in enumerate(widths):
     first = i == 0
