@@ -15,6 +15,7 @@ from jaxgen import run as run_lib
 from jaxgen import sample
 from jaxgen import train
 from jaxgen.models import dcgan
+from jaxgen.models import resgan
 from jaxgen.models import siamese
 from jaxgen.tasks import classifier
 from jaxgen.tasks import siamese_gan
@@ -54,19 +55,27 @@ def test_projection_adds_the_class_embedding_dot_features():
     disc.apply(v, x, train=False)
 
 
-def test_class_norm_scales_and_shifts_per_class():
-  """G's conditional batch norm starts as the identity (the output equals
-  that of the same weights without it) and a shift of class 1 changes only
-  the images asked for class 1."""
+# (generator, its BatchNorms at 16 px): DCGAN's after the dense layer and
+# the one hidden UpConv; the residual one's two per block and the output's.
+@pytest.mark.parametrize("generator,num_norms",
+                         [(dcgan.Generator, 2), (resgan.ResGenerator, 5)],
+                         ids=["dcgan", "resnet"])
+def test_class_norm_scales_and_shifts_per_class(generator, num_norms):
+  """G's conditional batch norm follows every BatchNorm, starts as the
+  identity (the output equals that of the same weights without it) and a
+  shift of class 1 changes only the images asked for class 1."""
   kw = dict(res=16, channels=3, width=4, max_width=8)
-  gen = dcgan.Generator(num_classes=2, **kw)
+  gen = generator(num_classes=2, **kw)
   z = jax.random.normal(_key(0), (4, 6))
   codes = jnp.concatenate([z, jax.nn.one_hot(jnp.array([0, 1, 0, 1]), 2)], 1)
   v = gen.init(_key(1), codes)
-  assert {"ClassFiLM_0", "ClassFiLM_1"} <= set(v["params"])
+  films = {k for k in v["params"] if k.startswith("ClassFiLM")}
+  assert {"ClassFiLM_0", "ClassFiLM_1"} <= films
+  assert len(films) == num_norms == len(
+      [k for k in v["params"] if k.startswith("BatchNorm")])
   plain_params = {k: p for k, p in v["params"].items()
                   if not k.startswith("ClassFiLM")}
-  plain = dcgan.Generator(**kw).apply(
+  plain = generator(**kw).apply(
       {"params": plain_params, "batch_stats": v["batch_stats"]}, codes,
       train=False)
   np.testing.assert_allclose(gen.apply(v, codes, train=False), plain,
