@@ -192,6 +192,12 @@ STUDIES = {
             "width64_ema_decay_lr4_cond_norm_ac_gsim0_diffaug_x2": (
                 *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
                 "--config.train.num_steps=14400", DIFFAUG),
+            # The DiffAugment recipe at three times the budget (21600
+            # steps): whether FID keeps falling with the budget and whether
+            # the samples become nameable animals on the way.
+            "width64_ema_decay_lr4_cond_norm_ac_gsim0_diffaug_x3": (
+                *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
+                "--config.train.num_steps=21600", DIFFAUG),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),
