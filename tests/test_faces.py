@@ -15,6 +15,9 @@ def test_render_shape_dtype_range(size):
   assert img.shape == (size, size, 3)
   assert img.dtype == np.float32
   assert 0.0 <= img.min() and img.max() <= 1.0
+  # Dark features (hair, eyes) and a light face: the renderer uses the range
+  # (a face drawn at a fraction of its contrast would pass the line above).
+  assert img.max() - img.min() > 0.6
 
 
 def test_deterministic_per_seed():
