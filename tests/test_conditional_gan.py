@@ -11,6 +11,7 @@ import pytest
 
 from jaxgen import compare
 from jaxgen import configlib
+from jaxgen import losses
 from jaxgen import run as run_lib
 from jaxgen import sample
 from jaxgen import train
@@ -132,9 +133,7 @@ def test_cifar_ids_map_to_class_indices():
 
 @pytest.mark.parametrize("updates,match", [
     ({"model.num_classes": 3}, "selects 2"),
-    ({"gan.gp_weight": 10.0}, "gan.gp_weight"),
-    ({"gan.r1_weight": 1.0, "gan.feature_matching": 1.0},
-     "gan.r1_weight, gan.feature_matching"),
+    ({"model.num_classes": 1}, "selects 2"),
 ])
 def test_inconsistent_conditional_configs_are_refused(updates, match):
   with pytest.raises(ValueError, match=match):
@@ -163,6 +162,48 @@ def test_d_loss_judges_images_with_their_labels():
   assert float(as_cat["d_real"]) == pytest.approx(
       float(jax.nn.sigmoid(base_real).mean()), rel=1e-4)
   assert abs(float(as_dog["d_real"]) - float(as_cat["d_real"])) > 1e-4
+
+
+def test_penalties_ask_d_about_the_real_images_classes():
+  """R1 and WGAN-GP differentiate D(., y_real): against the gradients of
+  the logit given the real labels, which differ from the fakes' labels'."""
+  task = siamese_gan.SiameseGANTask(_config(**{
+      "model.d_norm": "none", "gan.r1_weight": 2.0, "gan.r1_every": 1,
+      "gan.gp_weight": 10.0}))
+  state = task.init_state(_key(0))
+  v = state.d.variables()
+  real = jax.random.uniform(_key(1), (4, 16, 16, 3)) * 2 - 1
+  fake = jax.random.uniform(_key(2), (4, 16, 16, 3)) * 2 - 1
+  y_real = jnp.array([0, 1, 1, 0])
+  y_fake = 1 - y_real
+  term, m = task.d_penalties(v, state.d, real, fake, _key(3),
+                             (y_real, y_fake))
+  logit = lambda y: lambda x: task.disc.apply(v, x, y, train=False)[1]
+  gp_rng = task.reg.split(_key(3), 2)[1]
+  r1 = lambda y: float(jnp.mean(losses.r1_penalty(logit(y), real)))
+  gp = lambda y: float(jnp.mean(losses.gradient_penalty(logit(y), real,
+                                                        fake, gp_rng)))
+  assert float(m["d_r1"]) == pytest.approx(r1(y_real), rel=1e-4)
+  assert float(m["d_gp"]) == pytest.approx(gp(y_real), rel=1e-4)
+  assert float(term) == pytest.approx(r1(y_real) + 10.0 * gp(y_real),
+                                      rel=1e-4)
+  assert abs(r1(y_fake) - r1(y_real)) > 1e-3 * r1(y_real)
+  assert abs(gp(y_fake) - gp(y_real)) > 1e-3 * gp(y_real)
+
+
+def test_feature_matching_with_classes():
+  """G's feature matching runs on a class-conditional D (each batch with
+  its own classes; it needs them) and is 0 exactly when the batches
+  match."""
+  task = siamese_gan.SiameseGANTask(_config(**{
+      "gan.feature_matching": 1.0}))
+  v = task.init_state(_key(0)).d.variables()
+  real = jax.random.uniform(_key(1), (4, 16, 16, 3)) * 2 - 1
+  y = (jnp.array([0, 1, 1, 0]), jnp.array([1, 1, 0, 0]))
+  term, m = task.g_feature_matching(v, real, real, None, y)
+  assert float(term) == float(m["g_fm"]) == 0.0
+  term, m = task.g_feature_matching(v, real, -real, None, y)
+  assert float(term) == float(m["g_fm"]) > 1e-4
 
 
 def test_fakes_are_judged_with_the_class_g_was_asked_for(monkeypatch):

@@ -4,8 +4,9 @@ One step is compiled per family (the compile, not the run, is what costs)
 with, in `config.gan`: DiffAugment (all ops), the gradient penalty, lazy R1
 (every 2nd D update), feature matching, spectral normalisation of D and the
 EMA generator; cgan and cyclegan add a 2-scale PatchGAN and the perceptual
-term (random feature weights), and cgan trains on labels with projection
-injection. `_train` runs `NUM_STEPS` steps of the loop's jitted, donating
+term (random feature weights), cgan trains on labels with projection
+injection, and siamese_gan is class-conditional with AC-GAN's class head
+(the penalties and feature matching with a D that needs labels). `_train` runs `NUM_STEPS` steps of the loop's jitted, donating
 step once per test process; the tests below check the options on its
 states and metrics. Loss decompositions are checked against the other terms
 of the same step's metrics, so no option needs a second compile.
@@ -56,7 +57,8 @@ def _params(families):
 
 def _config(family, perceptual_weight=PERC_WEIGHT):
   """The family's tiny config with every option on."""
-  config = tiny_config(family, *(["labels"] if family == "cgan" else []))
+  variant = {"cgan": ("labels",), "siamese_gan": ("cond", "ac")}
+  config = tiny_config(family, *variant.get(family, ()))
   config.gan.update(diffaug="color,translation,cutout", gp_weight=10.0,
                     r1_weight=1.0, r1_every=R1_EVERY,
                     feature_matching=FM_WEIGHT, d_spectral_norm=True,
@@ -83,12 +85,14 @@ def _task(family, config):
 
 def _batch(task, seed=0):
   """Uniform images ([0, 1] for the unconditional families, else [-1, 1])
-  and random 0/1 labels."""
+  and random labels of two classes (the Siamese GAN's: CIFAR cat and dog
+  ids)."""
   rng = np.random.default_rng(seed)
+  ids = [3, 5] if isinstance(task, siamese_gan.SiameseGANTask) else [0, 1]
   batch = {}
   for k, v in task.example_batch(4).items():
     if v.dtype == jnp.int32:
-      batch[k] = jnp.asarray(rng.integers(0, 2, v.shape), jnp.int32)
+      batch[k] = jnp.asarray(rng.choice(ids, v.shape), jnp.int32)
     else:
       batch[k] = jnp.asarray(rng.uniform(-1, 1, v.shape), jnp.float32)
   if "image" in batch:

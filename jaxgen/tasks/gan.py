@@ -258,15 +258,32 @@ class GANTask(base.Task):
     """The real/fake logits of a discriminator output."""
     return output
 
-  def d_penalties(self, v, d, real, fake, rng):
-    """GP and R1 terms of D's loss (regularizers.Regularizers.d_terms)."""
+  def d_penalties(self, v, d, real, fake, rng, labels=None):
+    """GP and R1 terms of D's loss (regularizers.Regularizers.d_terms).
+
+    Args:
+      v: D's variables.
+      d: D's TrainState (its step paces lazy R1).
+      real: real images (augmented inside, as D saw them).
+      fake: generated images.
+      rng: key of the augmentation and the GP interpolation.
+      labels: a class-conditional D's (real labels, fake labels), or None.
+        Both penalties ask D about the real images' classes: R1 is taken at
+        the real images, and WGAN-GP's interpolates, drawn towards the real
+        images, are judged as the class of their real end (the penalty
+        bounds D's slope in the image for a fixed class).
+
+    Returns:
+      (loss term, metrics).
+    """
     aug_rng, gp_rng = self.reg.split(rng, 2)
     disc = regularizers.for_penalties(self.disc)
+    y = () if labels is None else (labels[0],)
     d_fn = lambda x: self.d_logits(regularizers.apply_d(
-        disc, v, self.reg.augment(x, aug_rng))[0])
+        disc, v, self.reg.augment(x, aug_rng), *y)[0])
     return self.reg.d_terms(d_fn, real, fake, gp_rng, d.step)
 
-  def g_feature_matching(self, v, real, fake, rng):
+  def g_feature_matching(self, v, real, fake, rng, labels=None):
     """Weighted feature matching of G's loss and its metrics (or 0, {}).
 
     Args:
@@ -274,14 +291,20 @@ class GANTask(base.Task):
       real: real images (augmented here with `rng`).
       fake: generated images as D saw them (augmented).
       rng: key of the real images' augmentation.
+      labels: a class-conditional D's (real labels, fake labels), or None;
+        each batch's features are D's given its own classes.
 
     Returns:
       (loss term, metrics).
     """
     if not self.reg.feature_matching:
       return 0.0, {}
-    feats = lambda x: regularizers.apply_d(self.disc, v, x, features=True)[2]
-    return self.reg.fm_term(feats(self.reg.augment(real, rng)), feats(fake))
+    real_y, fake_y = ((), ()) if labels is None else ((labels[0],),
+                                                       (labels[1],))
+    feats = lambda x, y: regularizers.apply_d(self.disc, v, x, *y,
+                                              features=True)[2]
+    return self.reg.fm_term(feats(self.reg.augment(real, rng), real_y),
+                            feats(fake, fake_y))
 
   def d_loss(self, d_params, d, real, fake, rng, labels=None):
     """Discriminator loss (mean), metrics and new D batch statistics.

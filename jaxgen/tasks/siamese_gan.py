@@ -56,8 +56,9 @@ README "Results"), D adds the class projection of jaxgen/models/
 siamese.py; class i is the i-th of `data.classes` (the data's CIFAR ids are
 mapped to it). Real images are judged with their own class, fakes with the
 class G was asked for, drawn uniformly; `generate` takes the classes to
-ask for. GP, R1 and feature matching call D without labels and are not
-available with it (one error at construction).
+ask for. GP and R1 ask D about the real images' classes (jaxgen/tasks/
+gan.py `d_penalties`); feature matching compares D's features of the real
+images given their classes with those of the fakes given theirs.
 
 AC-GAN's class head (class-conditional only; `siamese.d_class_weight`
 lambda_C^D and `siamese.g_class_weight` lambda_C^G, both 0 by default,
@@ -217,7 +218,7 @@ class SiameseGANTask(gan.GANTask):
         v0, self.reg.augment(real, real_rng), self.reg.augment(fake, fake_rng),
         labels)
     adv = jnp.mean(losses.gan_d_loss(real_logits, fake_logits, kind))
-    penalty, metrics = self.d_penalties(v0, d, real, fake, pen_rng)
+    penalty, metrics = self.d_penalties(v0, d, real, fake, pen_rng, labels)
     metrics.update({"d_adv": adv,
                     "d_real": losses.mean_sigmoid(real_logits),
                     "d_fake": losses.mean_sigmoid(fake_logits)})
@@ -266,7 +267,9 @@ class SiameseGANTask(gan.GANTask):
       if self.use_similarity:
         f_real, _, _ = self._encode(v, real_aug, labels)
     adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
-    fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
+    fm, metrics = self.g_feature_matching(
+        v, real, fake, real_rng,
+        None if labels is None else (labels, fake_labels))
     metrics["g_adv"] = adv
     loss = adv + fm
     if self.use_similarity:
@@ -325,8 +328,7 @@ def check_conditional(config):
     config: a siamese_gan config with model.num_classes > 0.
 
   Raises:
-    ValueError: num_classes differs from the number of data.classes, or an
-      option that calls D without labels (GP, R1, feature matching) is on.
+    ValueError: num_classes differs from the number of data.classes.
   """
   want = len(cifar.resolve_classes(config.data.get("classes", "cat,dog")))
   got = int(config.model.num_classes)
@@ -335,11 +337,3 @@ def check_conditional(config):
         f"model.num_classes={got} but data.classes "
         f"({config.data.get('classes', 'cat,dog')!r}) selects {want}; set "
         f"model.num_classes={want} for a class-conditional GAN, or 0.")
-  gan_cfg = config.gan
-  on = [name for name in ("gp_weight", "r1_weight", "feature_matching")
-        if gan_cfg.get(name, 0)]
-  if on:
-    raise ValueError(
-        f"gan.{', gan.'.join(on)} call the discriminator without labels and "
-        "are not available with a class-conditional Siamese GAN "
-        "(model.num_classes > 0); set them to 0.")
