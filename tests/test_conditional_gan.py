@@ -200,9 +200,9 @@ def test_feature_matching_with_classes():
   v = task.init_state(_key(0)).d.variables()
   real = jax.random.uniform(_key(1), (4, 16, 16, 3)) * 2 - 1
   y = (jnp.array([0, 1, 1, 0]), jnp.array([1, 1, 0, 0]))
-  term, m = task.g_feature_matching(v, real, real, None, y)
+  term, m = task.g_feature_matching(v, real, real, y)
   assert float(term) == float(m["g_fm"]) == 0.0
-  term, m = task.g_feature_matching(v, real, -real, None, y)
+  term, m = task.g_feature_matching(v, real, -real, y)
   assert float(term) == float(m["g_fm"]) > 1e-4
 
 

@@ -283,14 +283,13 @@ class GANTask(base.Task):
         disc, v, self.reg.augment(x, aug_rng), *y)[0])
     return self.reg.d_terms(d_fn, real, fake, gp_rng, d.step)
 
-  def g_feature_matching(self, v, real, fake, rng, labels=None):
+  def g_feature_matching(self, v, real, fake, labels=None):
     """Weighted feature matching of G's loss and its metrics (or 0, {}).
 
     Args:
       v: D's variables.
-      real: real images (augmented here with `rng`).
+      real: real images as D sees them in G's step (augmented).
       fake: generated images as D saw them (augmented).
-      rng: key of the real images' augmentation.
       labels: a class-conditional D's (real labels, fake labels), or None;
         each batch's features are D's given its own classes.
 
@@ -303,8 +302,7 @@ class GANTask(base.Task):
                                                        (labels[1],))
     feats = lambda x, y: regularizers.apply_d(self.disc, v, x, *y,
                                               features=True)[2]
-    return self.reg.fm_term(feats(self.reg.augment(real, rng), real_y),
-                            feats(fake, fake_y))
+    return self.reg.fm_term(feats(real, real_y), feats(fake, fake_y))
 
   def d_loss(self, d_params, d, real, fake, rng, labels=None):
     """Discriminator loss (mean), metrics and new D batch statistics.
@@ -340,18 +338,18 @@ class GANTask(base.Task):
     fake, g_stats = self.generator_forward(state.g.replace(params=g_params), z)
     fake_rng, real_rng = self.reg.split(rng, 2, fold=1)
     fake = self.reg.augment(fake, fake_rng)
+    real = self.reg.augment(real, real_rng)
     # D runs in train mode (batch statistics of the fake batch, or of the
     # real and fake mix with gan.d_joint_batch, as in the D step) but its
     # statistics updates are discarded here.
     v = state.d.variables()
     if self.joint_batch:
       _, logits, _ = regularizers.apply_d_pair(
-          regularizers.d_call(self.disc), v,
-          self.reg.augment(real, real_rng), fake, joint=True)
+          regularizers.d_call(self.disc), v, real, fake, joint=True)
     else:
       logits, _ = self.disc.apply(v, fake, mutable=["batch_stats"])
     loss = jnp.mean(losses.gan_g_loss(logits, self.config.gan.loss))
-    fm, metrics = self.g_feature_matching(v, real, fake, real_rng)
+    fm, metrics = self.g_feature_matching(v, real, fake)
     loss = loss + fm
     metrics["g_loss"] = loss
     return loss, (metrics, g_stats)

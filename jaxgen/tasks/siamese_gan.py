@@ -268,8 +268,7 @@ class SiameseGANTask(gan.GANTask):
         f_real, _, _ = self._encode(v, real_aug, labels)
     adv = jnp.mean(losses.gan_g_loss(fake_logits, kind))
     fm, metrics = self.g_feature_matching(
-        v, real, fake, real_rng,
-        None if labels is None else (labels, fake_labels))
+        v, real_aug, fake, None if labels is None else (labels, fake_labels))
     metrics["g_adv"] = adv
     loss = adv + fm
     if self.use_similarity:
