@@ -6,10 +6,11 @@ with, in `config.gan`: DiffAugment (all ops), the gradient penalty, lazy R1
 EMA generator; cgan and cyclegan add a 2-scale PatchGAN and the perceptual
 term (random feature weights), cgan trains on labels with projection
 injection, and siamese_gan is class-conditional with AC-GAN's class head
-(the penalties and feature matching with a D that needs labels). `_train` runs `NUM_STEPS` steps of the loop's jitted, donating
-step once per test process; the tests below check the options on its
-states and metrics. Loss decompositions are checked against the other terms
-of the same step's metrics, so no option needs a second compile.
+(the penalties and feature matching with a D that needs labels). `_train`
+runs `NUM_STEPS` steps of the loop's jitted, donating step once per test
+process; the tests below check the options on its states and metrics. Loss
+decompositions are checked against the other terms of the same step's
+metrics, so no option needs a second compile.
 
 The options' pieces (known values, errors) are tested in test_stability.py,
 test_d_architecture.py, test_perceptual.py and test_ema.py.

@@ -321,9 +321,10 @@ def _lowerings3(kind, monkeypatch):
   """{name: fn} for every 3x3 lowering of `kind`, the reference first.
 
   The impl that is the reference op itself ('transpose' / 'conv') is left
-  out: comparing it with the reference could not fail. _LARGE is 'mixed' with its size thresholds forced so that tiny shapes take
-  the branches meant for large layers (the thresholds are read at trace
-  time, so it must be traced inside `monkeypatch`'s context, as here).
+  out: comparing it with the reference could not fail. _LARGE is 'mixed'
+  with its size thresholds forced so that tiny shapes take the branches
+  meant for large layers (the thresholds are read at trace time, so it
+  must be traced inside `monkeypatch`'s context, as here).
   """
   impls = {impl: layers.resolve_fn(kind, impl, kernel_size=3)
            for impl in _impls(kind, 3)}
