@@ -278,9 +278,10 @@ class GANTask(base.Task):
     """
     aug_rng, gp_rng = self.reg.split(rng, 2)
     disc = regularizers.for_penalties(self.disc)
-    y = () if labels is None else (labels[0],)
+    real_labels = None if labels is None else labels[0]
     d_fn = lambda x: self.d_logits(regularizers.apply_d(
-        disc, v, self.reg.augment(x, aug_rng), *y)[0])
+        disc, v, *regularizers.d_args(self.reg.augment(x, aug_rng),
+                                      real_labels))[0])
     return self.reg.d_terms(d_fn, real, fake, gp_rng, d.step)
 
   def g_feature_matching(self, v, real, fake, labels=None):
@@ -298,11 +299,10 @@ class GANTask(base.Task):
     """
     if not self.reg.feature_matching:
       return 0.0, {}
-    real_y, fake_y = ((), ()) if labels is None else ((labels[0],),
-                                                       (labels[1],))
-    feats = lambda x, y: regularizers.apply_d(self.disc, v, x, *y,
-                                              features=True)[2]
-    return self.reg.fm_term(feats(real, real_y), feats(fake, fake_y))
+    real_labels, fake_labels = labels if labels is not None else (None, None)
+    feats = lambda x, y: regularizers.apply_d(
+        self.disc, v, *regularizers.d_args(x, y), features=True)[2]
+    return self.reg.fm_term(feats(real, real_labels), feats(fake, fake_labels))
 
   def d_loss(self, d_params, d, real, fake, rng, labels=None):
     """Discriminator loss (mean), metrics and new D batch statistics.

@@ -95,14 +95,19 @@ def with_stats(variables, batch_stats):
   return dict(variables, batch_stats=batch_stats)
 
 
+def d_args(images, labels=None) -> tuple:
+  """A discriminator's inputs: the images, and the labels of a conditional
+  D (an unconditional D is called on the images alone: labels None)."""
+  return (images,) if labels is None else (images, labels)
+
+
 def d_call(module: nn.Module) -> Callable:
   """`call(variables, images, labels)` for `apply_d_pair`: a training-mode
   call of `module` (on images alone for labels None) that returns (output,
   variables with its updated statistics)."""
 
   def call(variables, images, labels):
-    args = (images,) if labels is None else (images, labels)
-    out, stats, _ = apply_d(module, variables, *args)
+    out, stats, _ = apply_d(module, variables, *d_args(images, labels))
     return out, with_stats(variables, stats)
 
   return call
