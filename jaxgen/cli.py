@@ -120,6 +120,18 @@ def define_truncation_flag(fv: flags.FlagValues):
       flag_values=fv)
 
 
+def define_select_flags(fv: flags.FlagValues):
+  """--select and --candidates: jaxgen.sample.draw's best-of-k sampling."""
+  flags.DEFINE_enum(
+      "select", None, ["real", "class"], "GAN runs: keep each sample's best "
+      "of --candidates draws by the run's discriminator: 'real' its "
+      "real/fake logit, 'class' its class head's probability of the class "
+      "asked for (configs/siamese_gan.py:cond,ac). Default: no selection.",
+      flag_values=fv)
+  flags.DEFINE_integer("candidates", 4, "Draws per sample with --select.",
+                       lower_bound=2, flag_values=fv)
+
+
 def print_written(found: dict, out: str, what: str, detail: str):
   """The closing lines of a tool that writes files.
 

@@ -19,6 +19,10 @@ config, with the functions of jaxgen.evaluate:
     class-conditional GAN `acc_real`, `acc_requested` and per class, of
     evaluate_class_samples on `num` samples).
 
+With `select` ("real" or "class"), a GAN's scored samples are each the
+best of `candidates` draws by its own discriminator (jaxgen/sample.py), and
+so are the classifier check's.
+
 Runs with the same group label (e.g. one recipe trained with seeds 0 and 1)
 are summarised by the mean and the sample standard deviation of each metric
 over the runs of the group. `compare` returns (and `write` stores as
@@ -39,6 +43,8 @@ import numpy as np
 from jaxgen import evaluate
 from jaxgen import losses
 from jaxgen import reporting
+from jaxgen import run as run_lib
+from jaxgen import sample
 from jaxgen.evaluation import in_training
 from jaxgen.tasks import base
 
@@ -73,10 +79,12 @@ def swd(fake: np.ndarray, real: np.ndarray, seed: int = 0) -> float:
 
 
 def _generative(task, state, config, test_ds, extractor, num, batch_size,
-                seed, out_dir, name):
+                seed, out_dir, name, fake=None):
   # One set of images for every metric and the grid: the run's FID key
-  # (evaluate.generated), so FID here is jaxgen-evaluate's.
-  fake = evaluate.generated(task, state, config, num, batch_size)
+  # (evaluate.generated), so FID here is jaxgen-evaluate's, unless the
+  # caller drew them (`select`).
+  if fake is None:
+    fake = evaluate.generated(task, state, config, num, batch_size)
   real = held_out_images(test_ds)
   found = {"swd": swd(fake, real, seed)}
   notes = []
@@ -108,7 +116,9 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
                  batch_size: int = 64, seed: int = 0, extractor=None,
                  classifier_workdir: str = "",
                  out_dir: str = "",
-                 truncation: Optional[float] = None) -> Dict:
+                 truncation: Optional[float] = None,
+                 select: Optional[str] = None,
+                 candidates: int = 4) -> Dict:
   """Every metric of one run (see the module docstring).
 
   Args:
@@ -126,6 +136,11 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
       none).
     truncation: GAN runs: sample with this `gan.truncation` (None: the
       stored one; jaxgen/tasks/gan.py).
+    select: GAN runs: score samples that are each the best of `candidates`
+      draws by the run's discriminator, "real" or "class"
+      (`jaxgen.sample.draw` with seed config.seed; the classifier check
+      too); None: the run's FID-key samples.
+    candidates: draws per sample with `select`.
 
   Returns:
     {"workdir", "group", "task", "dataset", "step", "which", "metrics",
@@ -134,12 +149,20 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
   config, task, state, step, which, test_ds = evaluate.load_run(
       workdir, which, step, truncation)
   name = os.path.basename(os.path.normpath(workdir))
+  if select is not None and not base.generates(task):
+    raise evaluate.EvaluationError(
+        f"--select picks among a GAN's samples; the {config.task!r} run in "
+        f"{workdir} draws none.")
   if task.translations():
     found, notes = _translation(task, state, config, test_ds, extractor,
                                 batch_size)
   elif base.generates(task):
+    fake = None
+    if select is not None:
+      fake = sample.draw(run_lib.load(workdir, which, step, truncation), num,
+                         config.seed, batch_size, None, select, candidates)
     found, notes = _generative(task, state, config, test_ds, extractor, num,
-                               batch_size, seed, out_dir, name)
+                               batch_size, seed, out_dir, name, fake)
   else:
     raise evaluate.EvaluationError(
         f"Task {config.task!r} of {workdir} neither generates nor translates "
@@ -153,7 +176,7 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
           classifier_workdir, workdir, batch_size, which=which, step=step)
                    if label_cgan else classifier.evaluate_class_samples(
                        classifier_workdir, workdir, num, batch_size, which,
-                       step, truncation))
+                       step, truncation, select, candidates))
     else:
       notes.append("Classifier accuracy skipped: no classifier run given.")
   return {"workdir": os.path.abspath(workdir), "group": group,
@@ -236,7 +259,8 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
             num: int = 2000, batch_size: int = 64, seed: int = 0,
             fid: bool = True, resize_mode: str = "bilinear-tf",
             classifier_workdir: str = "", out_dir: str = "",
-            truncation: Optional[float] = None) -> Dict:
+            truncation: Optional[float] = None,
+            select: Optional[str] = None, candidates: int = 4) -> Dict:
   """Evaluates every run and summarises them by group.
 
   Args:
@@ -255,6 +279,9 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
     out_dir: folder for sample grids ("" = none).
     truncation: GAN runs: sample every run with this `gan.truncation`
       (None: each run's stored one).
+    select: GAN runs: each sample the best of `candidates` draws by the
+      run's discriminator ("real" or "class"; `evaluate_one`).
+    candidates: draws per sample with `select`.
 
   Returns:
     {"runs": [evaluate_one results], "groups": summarise(runs), "table":
@@ -280,7 +307,7 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
   for workdir, group in zip(workdirs, groups):
     runs.append(evaluate_one(workdir, group, which, step, num, batch_size,
                              seed, extractor, classifier_workdir, out_dir,
-                             truncation))
+                             truncation, select, candidates))
     logging.info("%s (%s, step %d): %s", workdir, group, runs[-1]["step"],
                  runs[-1]["metrics"])
   summary = summarise(runs)
@@ -288,7 +315,8 @@ def compare(workdirs: Sequence[str], groups: Optional[Sequence[str]] = None,
           "notes": notes,
           "settings": {"which": which, "step": step, "num": num,
                        "seed": seed, "fid": extractor is not None,
-                       "truncation": truncation,
+                       "truncation": truncation, "select": select,
+                       "candidates": candidates if select else 1,
                        "resize_mode": resize_mode if extractor else None},
           "seconds": round(time.time() - start, 1)}
 

@@ -136,6 +136,24 @@ class Run:
     self._require("decode")
     return self._jit("decode", self.task.decode)(self.state, z)
 
+  def d_scores(self, images: jax.Array, labels: Optional[np.ndarray] = None
+               ) -> Dict[str, jax.Array]:
+    """The trained discriminator's scores of images in [0, 1] (GAN runs).
+
+    Args:
+      images: [n, h, w, c] at the model's resolution.
+      labels: class-conditional GANs: [n] classes to judge them as.
+
+    Returns:
+      `task.d_scores`: {"real": D's logit [n]} and, where D has a class
+      head, {"class": log-probability of `labels` [n]}.
+    """
+    self._require("d_scores")
+    scores = self._jit("d_scores", self.task.d_scores)
+    if labels is None:
+      return scores(self._eval_state(), images)
+    return scores(self._eval_state(), images, np.asarray(labels, np.int32))
+
   def translate(self, images: jax.Array, direction: str = "",
                 **kwargs) -> jax.Array:
     """Translates [n, h, w, c] images in [-1, 1] (translation tasks).

@@ -5,7 +5,9 @@ grid; the key in a file the judge does not open):
 
   python launch/blind_test.py --workdir=runs/sgan --num=32 --out=runs/blind
 
-then look at runs/blind/grid.png only, write down the tiles you can name
+(--select=class --candidates=5 makes each sample the best of five draws by
+the run's discriminator, jaxgen/sample.py), then look at
+runs/blind/grid.png only, write down the tiles you can name
 with what you see, and score them:
 
   python launch/blind_test.py --key=runs/blind/key.json \
@@ -36,6 +38,7 @@ def define(fv: flags.FlagValues, argv: List[str]):
   """The flags (see the module docstring)."""
   del argv
   cli.define_run_flags(fv, "Make a test of this generative run.")
+  cli.define_select_flags(fv)
   flags.DEFINE_string("out", None, "Where to write grid.png and key.json.",
                       flag_values=fv)
   flags.DEFINE_integer("num", 32, "Real tiles, and as many generated ones.",
@@ -67,7 +70,8 @@ def run(fv: flags.FlagValues):
     raise cli.UsageError("Give --workdir and --out to make a test, or --key "
                          "and --answers to score one.")
   if making:
-    test = blind.make_test(fv.workdir, fv.num, fv.seed, fv.which, fv.step)
+    test = blind.make_test(fv.workdir, fv.num, fv.seed, fv.which, fv.step,
+                           fv.select, fv.candidates)
     paths = blind.write_test(test, fv.out, fv.columns, fv.scale)
     print(f"Judge {paths['grid']} ({len(test.key)} tiles) without opening "
           f"{paths['key']}; then score with --key={paths['key']} "

@@ -28,6 +28,9 @@ Prints a Markdown table of the groups and writes OUT/summary.json (every
 run's metrics and notes, and the groups' mean/std) and, for generative
 runs, OUT/samples_<run>.png: the first 64 of the images every metric
 scored (a run's own FID key, so its FID equals jaxgen-evaluate's).
+--select=real|class --candidates=K scores GAN samples that are each the
+best of K draws by the run's own discriminator instead (jaxgen/sample.py;
+the classifier check's samples too).
 """
 
 import os
@@ -76,6 +79,7 @@ def define(fv: flags.FlagValues, argv: List[str]):
                       "conditioned cGAN and class-conditional GAN runs.",
                       flag_values=fv)
   cli.define_truncation_flag(fv)
+  cli.define_select_flags(fv)
   flags.mark_flags_as_required(["workdirs", "out"], flag_values=fv)
 
 
@@ -88,7 +92,7 @@ def run(fv: flags.FlagValues):
   result = compare_lib.compare(
       fv.workdirs, fv.group, fv.which, fv.step, fv.num, fv.batch_size,
       fv.seed, not fv.no_fid, fv.resize, fv.classifier, fv.out,
-      fv.truncation)
+      fv.truncation, fv.select, fv.candidates)
   path = compare_lib.write(result, fv.out)
   print(result["table"])
   for note in result["notes"]:

@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from jaxgen import run as run_lib
+from jaxgen import sample
 from jaxgen import train
 from jaxgen.evaluation import blind
 from tests import clis
@@ -118,6 +120,33 @@ def test_make_test_of_a_conditional_run(cond_workdir):
   again = blind.make_test(cond_workdir, num=2, seed=1, which="latest",
                           step=1)
   np.testing.assert_array_equal(again.images, test.images)
+
+
+def test_blind_test_and_sample_cli_with_selection(cond_workdir, tmp_path,
+                                                  capsys):
+  test = blind.make_test(cond_workdir, num=2, seed=1, select="real",
+                         candidates=3)
+  assert test.info["select"] == "real" and test.info["candidates"] == 3
+  generated = [t for t in test.key if t["source"] == "generated"]
+  assert sorted(t["class"] for t in generated) == ["cat", "dog"]
+  r = run_lib.load(cond_workdir)
+  want = sample.draw(r, 2, 1, 2, None, "real", 3)
+  tiles = np.asarray(test.images)[[t["tile"] - 1 for t in generated]]
+  order = [0 if t["class"] == "cat" else 1 for t in generated]
+  np.testing.assert_allclose(tiles, want[order], atol=1e-6)
+  out = tmp_path / "cats"
+  assert sample.main([f"--workdir={cond_workdir}", f"--out={out}", "--num=2",
+                      "--label=cat", "--select=real", "--candidates=2"]) == 0
+  assert len(os.listdir(out / "samples")) == 2
+  assert sample.main([f"--workdir={cond_workdir}", f"--out={tmp_path / 'x'}",
+                      "--select=class"]) == 1
+  assert "class head" in capsys.readouterr().err
+  assert not (tmp_path / "x").exists()
+  module = clis.launch_module("blind_test")
+  assert module.main([f"--workdir={cond_workdir}", "--num=2",
+                      f"--out={tmp_path / 'b'}", "--select=real"]) == 0
+  with open(tmp_path / "b" / blind.KEY_FILE) as f:
+    assert json.load(f)["candidates"] == 4
 
 
 # With test_compare's tests, which train the same tiny runs (conftest.py).

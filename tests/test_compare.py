@@ -107,6 +107,30 @@ def test_truncation_samples_a_stored_run_with_truncated_codes(tiny_run,
   assert len(os.listdir(tmp_path / "s" / "samples")) == 4
 
 
+@pytest.mark.xdist_group("tiny_cgan")
+def test_select_scores_the_best_of_k_samples(tiny_run, tmp_path, capsys):
+  """--select: the scored images are sample.draw's best-of-k, whose SWD
+  against the test images is computed as for plain samples; a translation
+  run has no samples to pick from."""
+  gan = tiny_run("gan").result.workdir
+  result = compare_lib.compare([gan], fid=False, num=16, batch_size=8,
+                               select="real", candidates=3)
+  assert result["settings"]["select"] == "real"
+  assert result["settings"]["candidates"] == 3
+  r = run_lib.load(gan, "latest")
+  picked = sample.draw(r, 16, r.config.seed, 8, None, "real", 3)
+  test = pipeline.build(r.config.data, "test")
+  want = compare_lib.swd(picked, compare_lib.held_out_images(test))
+  assert result["runs"][0]["metrics"]["swd"] == pytest.approx(want, rel=1e-5)
+  plain = compare_lib.compare([gan], fid=False, num=16, batch_size=8)
+  assert plain["runs"][0]["metrics"]["swd"] != pytest.approx(want, rel=1e-3)
+  status = clis.launch_module("compare").main(
+      [f"--workdirs={tiny_run('cgan').result.workdir}", "--select=real",
+       f"--out={tmp_path}", "--no_fid"])
+  assert status == 1
+  assert "draws none" in capsys.readouterr().err
+
+
 def test_usage_errors_and_the_former_name():
   cli = clis.launch_module("compare")
   assert cli.main(["--workdirs=a,b", "--group=x", "--out=o"]) == 2

@@ -317,6 +317,41 @@ def test_class_samples_scored_by_the_class_asked_for(cond_run, monkeypatch):
   assert got["metrics"]["acc_requested"] == 0.5
 
 
+def test_class_samples_with_selection(cond_run, monkeypatch):
+  """Each class's samples are the best of k by D's scores: from dark and
+  bright draws, with a D that prefers bright ones, only bright images are
+  kept, which a brightness classifier calls dogs."""
+  result, clf = cond_run
+  _brightness_classifier(monkeypatch)
+
+  calls = []
+
+  def generate(self, rng, num, labels=None):
+    """A third of the images bright, shifted by one on every call."""
+    del self, rng, labels
+    calls.append(num)
+    bright = (np.arange(num) + len(calls)) % 3 == 0
+    return jnp.where(bright[:, None, None, None], 0.9, 0.1) * jnp.ones(
+        (num, 16, 16, 3))
+  monkeypatch.setattr(run_lib.Run, "generate", generate)
+  monkeypatch.setattr(run_lib.Run, "d_scores", lambda self, x, y=None: {
+      "real": jnp.mean(x, axis=(1, 2, 3))})
+  plain = classifier.evaluate_class_samples(clf.workdir, result.workdir,
+                                            num=32, batch_size=8)
+  assert 0.0 < plain["acc_requested_dog"] < 1.0
+  chosen = classifier.evaluate_class_samples(
+      clf.workdir, result.workdir, num=32, batch_size=8, select="real",
+      candidates=8)
+  # A slot's 8 draws come from 8 calls, each shifting the pattern: one
+  # at least is bright.
+  assert chosen["acc_requested_dog"] == 1.0
+  assert chosen["acc_requested_cat"] == 0.0
+  monkeypatch.setattr(classifier.ckpt_lib, "stored_config",
+                      lambda workdir: config_with("cgan", "tiny,labels"))
+  with pytest.raises(ValueError, match="applies to class-conditional GANs"):
+    classifier.evaluate_generated(clf.workdir, "cgan_dir", select="real")
+
+
 def test_class_samples_refuse_mismatched_runs(cond_run, tmp_path):
   result, clf = cond_run
   plain = _config("tiny")

@@ -38,6 +38,7 @@ from PIL import ImageDraw
 from jaxgen import image_files
 from jaxgen import reporting
 from jaxgen import run as run_lib
+from jaxgen import sample
 from jaxgen.data import pipeline
 
 REAL, GENERATED = "real", "generated"
@@ -206,7 +207,8 @@ def _real_images(r: run_lib.Run, names: Sequence[str]):
 
 def make_test(workdir: str, num: int = 32, seed: int = 0,
               which: Optional[str] = None,
-              step: Optional[int] = None) -> Test:
+              step: Optional[int] = None, select: Optional[str] = None,
+              candidates: int = 4) -> Test:
   """A blind test of `num` real held-out images and `num` of a run's samples.
 
   Class-conditional runs are asked for each class in turn (num split
@@ -218,10 +220,13 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
     seed: picks the real images, the samples' noise and the order.
     which: "best" or "latest" checkpoint (None as jaxgen.run.load).
     step: a specific step of `which` (default: the newest).
+    select: GAN runs: each sample the best of `candidates` draws by the
+      run's discriminator, "real" or "class" (jaxgen.sample.draw).
+    candidates: draws per sample with `select`.
 
   Returns:
-    A Test; info holds the workdir, step, checkpoint kind, seed and the
-    run's classes.
+    A Test; info holds the workdir, step, checkpoint kind, seed, the
+    run's classes and the selection.
 
   Raises:
     jaxgen.run.RunError: no such run or checkpoint.
@@ -234,6 +239,8 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
   if not r.generates:
     raise ValueError(f"The {r.config.task!r} run in {workdir} does not "
                      "generate images; a blind test needs samples.")
+  if select is not None:
+    sample.check_select(r, select, candidates)
   names = list(getattr(r.task, "class_names", []))
   real, real_classes = _real_images(r, names)
   if len(real) < num:
@@ -245,16 +252,19 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
   real_classes = (None if real_classes is None
                   else [real_classes[i] for i in pick])
   key = jax.random.key(seed)
-  if names:
-    labels = np.arange(num) % len(names)
+  labels = np.arange(num) % len(names) if names else None
+  if select is not None:  # Asks for the classes in turn too.
+    generated = sample.draw(r, num, seed, num, None, select, candidates)
+  elif names:
     generated = np.asarray(r.generate(key, num, labels))
-    generated_classes = [names[i] for i in labels]
   else:
-    generated, generated_classes = np.asarray(r.generate(key, num)), None
+    generated = np.asarray(r.generate(key, num))
+  generated_classes = None if labels is None else [names[i] for i in labels]
   test = shuffle(real, generated, real_classes, generated_classes, seed)
-  return test._replace(info={"workdir": r.workdir, "step": r.step,
-                             "which": r.which, "seed": seed,
-                             "classes": names})
+  return test._replace(info={
+      "workdir": r.workdir, "step": r.step, "which": r.which, "seed": seed,
+      "classes": names, "select": select,
+      "candidates": candidates if select else 1})
 
 
 def write_test(test: Test, out_dir: str, columns: int = 8,

@@ -24,7 +24,9 @@ a generator that merely reads the class off the sketch.
 the accuracy on samples drawn for each class in turn (equal numbers), i.e.
 whether a classifier of the real photos sees the class the generator was
 asked for; `acc_real` is on the GAN's real test images. The command above
-takes such a run as --cgan_workdir too.
+takes such a run as --cgan_workdir too, and there --select=real|class
+--candidates=K measures samples each the best of K draws by the GAN's
+discriminator (jaxgen/sample.py).
 """
 
 import json
@@ -110,7 +112,9 @@ class ClassifierTask(base.Task):
 def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
                        batch_size: int = 32, max_batches: int = -1,
                        which: Optional[str] = None,
-                       step: Optional[int] = None) -> Dict[str, float]:
+                       step: Optional[int] = None,
+                       select: Optional[str] = None,
+                       candidates: int = 4) -> Dict[str, float]:
   """Classifier accuracy on real vs generated test photos.
 
   Both runs' configs come from their checkpoints; the test split is the
@@ -125,6 +129,8 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
     which: the cGAN's "best" or "latest" checkpoint (default: best when
       kept, as jaxgen.run.load).
     step: a specific step of `which` (default: the newest).
+    select: class-conditional GANs only: `evaluate_class_samples`'s.
+    candidates: with `select`, draws per sample.
 
   Returns:
     {"acc_real", "acc_generated", "acc_requested", "n"}: accuracy on the
@@ -135,7 +141,12 @@ def evaluate_generated(classifier_workdir: str, cgan_workdir: str,
   if cgan_config.task == "siamese_gan":
     return evaluate_class_samples(classifier_workdir, cgan_workdir,
                                   batch_size=batch_size, which=which,
-                                  step=step)
+                                  step=step, select=select,
+                                  candidates=candidates)
+  if select is not None:
+    raise ValueError("Selecting samples by the discriminator (--select) "
+                     "applies to class-conditional GANs, not to the "
+                     f"{cgan_config.task!r} run in {cgan_workdir}.")
   num_classes = int(cgan_config.data.get("num_classes", 0))
   if not num_classes:
     raise ValueError(f"The cGAN in {cgan_workdir} is not label-conditioned "
@@ -197,8 +208,9 @@ def evaluate_class_samples(classifier_workdir: str, gan_workdir: str,
                            num: int = 2000, batch_size: int = 64,
                            which: Optional[str] = None,
                            step: Optional[int] = None,
-                           truncation: Optional[float] = None
-                           ) -> Dict[str, float]:
+                           truncation: Optional[float] = None,
+                           select: Optional[str] = None,
+                           candidates: int = 4) -> Dict[str, float]:
   """Classifier accuracy on real test images and on per-class samples.
 
   The classifier (a `configs/classifier.py` run on class sub-folders, whose
@@ -214,6 +226,10 @@ def evaluate_class_samples(classifier_workdir: str, gan_workdir: str,
     which: the GAN's "best" or "latest" checkpoint (default as run.load).
     step: a specific step of `which` (default: the newest).
     truncation: sample with this `gan.truncation` (None: the stored one).
+    select: each sample the best of `candidates` draws by the GAN's
+      discriminator, "real" or "class" (jaxgen.sample.draw; seed
+      config.seed + class index); None: plain samples.
+    candidates: draws per sample with `select`.
 
   Returns:
     {"acc_real", "acc_requested", "acc_requested_<class>" per class, "n"}:
@@ -258,13 +274,22 @@ def evaluate_class_samples(classifier_workdir: str, gan_workdir: str,
   size = max(1, min(batch_size, per_class))
   key = jax.random.key(config.seed)
   accs = []
+
+  def class_samples(c):
+    if select is not None:
+      # pylint: disable-next=g-import-not-at-top
+      from jaxgen import sample  # jaxgen.sample -> run -> tasks -> here.
+      return sample.draw(g_run, per_class, config.seed + c, size, c, select,
+                         candidates)
+    return np.concatenate([np.asarray(g_run.generate(
+        jax.random.fold_in(key, c * 100_003 + i), size,
+        np.full((size,), c, np.int32))) for i in range(-(-per_class // size))])
+
   for c in range(num_classes):
-    got = []
-    for i in range(-(-per_class // size)):
-      images = g_run.generate(jax.random.fold_in(key, c * 100_003 + i), size,
-                              np.full((size,), c, np.int32))
-      got.append(hits(base.to_signed(images), c))
-    accs.append(float(np.mean(np.concatenate(got)[:per_class])))
+    images = class_samples(c)[:per_class]
+    accs.append(float(np.mean(np.concatenate([
+        hits(base.to_signed(images[i:i + size]), c)
+        for i in range(0, per_class, size)]))))
     out[f"acc_requested_{names[c]}"] = accs[-1]
   out["acc_requested"] = float(np.mean(accs))
   out["n"] = per_class * num_classes
@@ -278,6 +303,7 @@ def _define(fv: flags.FlagValues, argv: List[str]):
   cli.define_run_flags(fv, "Workdir of the label-conditioned cGAN run (or "
                        "of a class-conditional Siamese GAN).",
                        workdir_flag="cgan_workdir")
+  cli.define_select_flags(fv)
   flags.DEFINE_integer("batch_size", 32, "Evaluation batch size.",
                        lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("max_batches", -1, "Stop after this many batches "
@@ -289,7 +315,8 @@ def _define(fv: flags.FlagValues, argv: List[str]):
 def _evaluate(fv: flags.FlagValues):
   result = evaluate_generated(fv.classifier_workdir, fv.cgan_workdir,
                               fv.batch_size, fv.max_batches, which=fv.which,
-                              step=fv.step)
+                              step=fv.step, select=fv.select,
+                              candidates=fv.candidates)
   print(json.dumps(result, indent=2))
 
 

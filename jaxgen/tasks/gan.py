@@ -432,6 +432,21 @@ class GANTask(base.Task):
     del d_vars, out_real, out_fake
     return {}
 
+  def d_scores(self, state, images, labels=None):
+    """The trained D's judgement of each image (jaxgen.sample `select`).
+
+    Args:
+      state: a GANState.
+      images: [n, h, w, c] in [0, 1].
+      labels: class-conditional tasks: [n] classes D judges the images as.
+
+    Returns:
+      {"real": [n]}: D's real/fake logit in eval mode, averaged over its
+      outputs per image.
+    """
+    out = self.d_eval(state.d.variables(), base.to_signed(images), labels)
+    return {"real": self.d_logits(out).reshape(images.shape[0], -1).mean(-1)}
+
   def samples(self, state, batch, rng):
     return {"samples": self.generate(state, rng, batch["image"].shape[0])}
 

@@ -84,6 +84,7 @@ from jaxgen import losses
 from jaxgen.data import cifar
 from jaxgen.models import dcgan
 from jaxgen.models import siamese
+from jaxgen.tasks import base
 from jaxgen.tasks import gan
 from jaxgen.tasks import regularizers
 
@@ -285,6 +286,28 @@ class SiameseGANTask(gan.GANTask):
   def d_eval(self, d_vars, images, labels):
     """D's (features, logits) in eval mode, with `labels` if conditional."""
     return self.disc.apply(d_vars, images, labels, train=False)
+
+  def d_scores(self, state, images, labels=None):
+    """GANTask.d_scores, and with the class head (`:cond,ac`) "class".
+
+    Args:
+      state: a GANState.
+      images: [n, h, w, c] in [0, 1].
+      labels: class-conditional runs: [n] class indices.
+
+    Returns:
+      {"real": [n] D's logit} and, with a class head, {"class": [n]} its
+      log-probability of each image's class in `labels`.
+    """
+    v = state.d.variables()
+    feats, logits = self.d_eval(v, base.to_signed(images), labels)
+    scores = {"real": logits.reshape(images.shape[0], -1).mean(-1)}
+    if self.use_class_head:
+      cls = jax.nn.log_softmax(self.disc.apply(
+          v, feats, method=siamese.SiameseDiscriminator.class_logits))
+      scores["class"] = jnp.take_along_axis(
+          cls, jnp.asarray(labels, jnp.int32)[:, None], 1)[:, 0]
+    return scores
 
   def eval_d_extras(self, d_vars, out_real, out_fake):
     """The similarity head's P(alike) on real-real and real-fake pairs."""
