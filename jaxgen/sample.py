@@ -169,24 +169,21 @@ def _generate(r, num, seed, batch_size, labels):
 def _scores(r, images, labels, by, batch_size):
   """`Run.d_scores(...)[by]` of `images`, in batches of one size."""
   size = max(1, min(batch_size, len(images)))
-  out = []
-  for i in range(0, len(images), size):
-    x = images[i:i + size]
-    pad = size - len(x)
-    x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-    y = None if labels is None else np.resize(labels[i:i + size], size)
-    out.append(np.asarray(r.d_scores(x, y)[by])[:size - pad])
-  return np.concatenate(out)
+  more = () if labels is None else (labels,)
+  return _batched(lambda *a: r.d_scores(*a)[by], images, size, *more)
 
 
-def _batched(fn: Callable, x: np.ndarray, size: int) -> np.ndarray:
-  """fn over `x` in batches of exactly `size` rows (the last one padded)."""
-  out = []
-  for i in range(0, len(x), size):
-    chunk = x[i:i + size]
-    pad = np.zeros((size - len(chunk),) + x.shape[1:], x.dtype)
-    out.append(np.asarray(fn(np.concatenate([chunk, pad])))[:len(chunk)])
-  return np.concatenate(out)
+def _batched(fn: Callable, x: np.ndarray, size: int,
+             *more: np.ndarray) -> np.ndarray:
+  """fn(x, *more) in batches of exactly `size` rows (the last zero-padded)."""
+  def padded(a, i):
+    chunk = a[i:i + size]
+    return np.concatenate(
+        [chunk, np.zeros((size - len(chunk),) + a.shape[1:], a.dtype)])
+
+  return np.concatenate([
+      np.asarray(fn(*(padded(a, i) for a in (x,) + more)))[:len(x[i:i + size])]
+      for i in range(0, len(x), size)])
 
 
 def prior_points(r: run_lib.Run, num: int, seed: int = 0) -> np.ndarray:

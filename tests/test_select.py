@@ -78,7 +78,8 @@ def test_each_sample_is_the_best_of_its_candidates(by, pick):
   best = pick(pool.mean(axis=(2, 3, 4)), axis=0)
   np.testing.assert_array_equal(got, pool[best, np.arange(5)])
   assert len(set(best.tolist())) > 1  # Not trivially the first draws.
-  assert all((y == 1).all() for y in seen)
+  # Every draw is judged as the class asked for (then 1 row of padding).
+  np.testing.assert_array_equal(np.concatenate(seen)[:15], 1)
 
 
 def test_classes_are_asked_for_in_turn_and_unconditional_runs_work():
