@@ -18,7 +18,9 @@ into a count a judge makes without knowing which image is which:
 The real tiles calibrate the judge and the resolution: a fraction of
 samples named means something only beside the fraction of real images named
 at the same size. No library offers this (crowd protocols such as HYPE
-need a crowd platform); it is numpy and PIL.
+need a crowd platform); it is numpy and PIL. `make_test(..., select=...)`
+tests samples that are each the best of k draws by the run's own
+discriminator (jaxgen/sample.py `draw`).
 
   from jaxgen.evaluation import blind
   test = blind.make_test("runs/sgan", num=32, seed=0)
