@@ -158,9 +158,10 @@ def evaluate_one(workdir: str, group: str, which: str = "latest",
                                 batch_size)
   elif base.generates(task):
     fake = None
-    if select is not None:
-      fake = sample.draw(run_lib.load(workdir, which, step, truncation), num,
-                         config.seed, batch_size, None, select, candidates)
+    if select is not None:  # The run restored above, not a second time.
+      r = run_lib.Run(workdir, config, task, state, step, which, {})
+      fake = sample.draw(r, num, config.seed, batch_size, None, select,
+                         candidates)
     found, notes = _generative(task, state, config, test_ds, extractor, num,
                                batch_size, seed, out_dir, name, fake)
   else:

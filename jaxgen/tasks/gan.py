@@ -442,10 +442,26 @@ class GANTask(base.Task):
 
     Returns:
       {"real": [n]}: D's real/fake logit in eval mode, averaged over its
-      outputs per image.
+      outputs per image, and the task's `d_score_extras`.
     """
-    out = self.d_eval(state.d.variables(), base.to_signed(images), labels)
-    return {"real": self.d_logits(out).reshape(images.shape[0], -1).mean(-1)}
+    v = state.d.variables()
+    out = self.d_eval(v, base.to_signed(images), labels)
+    return {"real": self.d_logits(out).reshape(images.shape[0], -1).mean(-1),
+            **self.d_score_extras(v, out, labels)}
+
+  def d_score_extras(self, d_vars, output, labels):
+    """Per-image scores from D's eval output beyond "real" (none here).
+
+    Args:
+      d_vars: D's variables.
+      output: D's eval-mode output on the images.
+      labels: their classes, or None.
+
+    Returns:
+      A dict of [n] arrays.
+    """
+    del d_vars, output, labels
+    return {}
 
   def samples(self, state, batch, rng):
     return {"samples": self.generate(state, rng, batch["image"].shape[0])}

@@ -84,7 +84,6 @@ from jaxgen import losses
 from jaxgen.data import cifar
 from jaxgen.models import dcgan
 from jaxgen.models import siamese
-from jaxgen.tasks import base
 from jaxgen.tasks import gan
 from jaxgen.tasks import regularizers
 
@@ -287,27 +286,15 @@ class SiameseGANTask(gan.GANTask):
     """D's (features, logits) in eval mode, with `labels` if conditional."""
     return self.disc.apply(d_vars, images, labels, train=False)
 
-  def d_scores(self, state, images, labels=None):
-    """GANTask.d_scores, and with the class head (`:cond,ac`) "class".
-
-    Args:
-      state: a GANState.
-      images: [n, h, w, c] in [0, 1].
-      labels: class-conditional runs: [n] class indices.
-
-    Returns:
-      {"real": [n] D's logit} and, with a class head, {"class": [n]} its
-      log-probability of each image's class in `labels`.
-    """
-    v = state.d.variables()
-    feats, logits = self.d_eval(v, base.to_signed(images), labels)
-    scores = {"real": logits.reshape(images.shape[0], -1).mean(-1)}
-    if self.use_class_head:
-      cls = jax.nn.log_softmax(self.disc.apply(
-          v, feats, method=siamese.SiameseDiscriminator.class_logits))
-      scores["class"] = jnp.take_along_axis(
-          cls, jnp.asarray(labels, jnp.int32)[:, None], 1)[:, 0]
-    return scores
+  def d_score_extras(self, d_vars, output, labels):
+    """With the class head (`:cond,ac`), "class": its log-probability of
+    each image's class in `labels` ([n]); else nothing."""
+    if not self.use_class_head:
+      return {}
+    cls = jax.nn.log_softmax(self.disc.apply(
+        d_vars, output[0], method=siamese.SiameseDiscriminator.class_logits))
+    return {"class": jnp.take_along_axis(
+        cls, jnp.asarray(labels, jnp.int32)[:, None], 1)[:, 0]}
 
   def eval_d_extras(self, d_vars, out_real, out_fake):
     """The similarity head's P(alike) on real-real and real-fake pairs."""
