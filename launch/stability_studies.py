@@ -81,6 +81,10 @@ LR4_COND = (*width64_decay_at("4e-4"), "--config.model.num_classes=2")
 LR4_COND_NORM = (*LR4_COND, "--config.model.g_class_norm=true")
 LR4_COND_NORM_AC = (*LR4_COND_NORM, "--config.siamese.d_class_weight=1.0",
                     "--config.siamese.g_class_weight=1.0")
+# The same with SNGAN's residual G and D at the study config's width 32.
+RESNET32_COND_NORM_AC = (
+    *(o for o in LR4_COND_NORM_AC if "_width=" not in o),
+    "--config.model.arch=resnet")
 
 
 STUDIES = {
@@ -217,6 +221,13 @@ STUDIES = {
             "width64_ema_decay_lr4_cond_norm_ac_gsim0_diffaug_x4": (
                 *LR4_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
                 "--config.train.num_steps=28800", DIFFAUG),
+            # The DiffAugment recipe with SNGAN's residual G and D at width
+            # 32 (model.arch=resnet, 2.4 times the time of a DCGAN width-64
+            # step): 9000 steps take about the wall time of x3's 21600, so
+            # the pair asks whether capacity buys more than steps.
+            "resnet32_ema_decay_lr4_cond_norm_ac_gsim0_diffaug": (
+                *RESNET32_COND_NORM_AC, "--config.siamese.g_sim_weight=0.0",
+                "--config.train.num_steps=9000", DIFFAUG),
         },
         compare=dict(num=2000),
         classifier=CIFAR_CLASSIFIER),
