@@ -154,6 +154,17 @@ def check_select(r: run_lib.Run, select: str, candidates: int):
         "--select=real works without.")
 
 
+def selections(r: run_lib.Run) -> List[str]:
+  """The scores of SELECT_BY that `draw` can select `r`'s samples by."""
+  def applies(by):
+    try:
+      check_select(r, by, 2)
+    except cli.UserError:
+      return False
+    return True
+  return [by for by in SELECT_BY if applies(by)]
+
+
 def _generate(r, num, seed, batch_size, labels):
   """`num` images in chunks of one size; labels [num] or None."""
   size = max(1, min(batch_size, num))

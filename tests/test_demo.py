@@ -1,11 +1,11 @@
 """The web demo: limits and errors over HTTP, and the page in headless Chromium.
 
 Four tiny runs (a pix2pix, a CycleGAN, a VAE and a class-conditional Siamese
-GAN) are built once for the module: their stored configs are the real ones,
-their weights are drawn with numpy onto `jax.eval_shape` of the task's state
-instead of by training or the initialisers (both compile for tens of seconds
-on a loaded 2-core CPU), and the demo restores them with jaxgen.run.load
-like any trained run.
+GAN with AC-GAN's class head) are built once for the module: their stored
+configs are the real ones, their weights are drawn with numpy onto
+`jax.eval_shape` of the task's state instead of by training or the
+initialisers (both compile for tens of seconds on a loaded 2-core CPU), and
+the demo restores them with jaxgen.run.load like any trained run.
 """
 
 import http.client
@@ -26,6 +26,8 @@ import pytest
 from jaxgen import checkpoint as ckpt_lib
 from jaxgen import configlib
 from jaxgen import demo
+from jaxgen import reporting
+from jaxgen import sample
 from jaxgen import tasks
 from jaxgen.data import faces
 
@@ -72,7 +74,8 @@ def server(tmp_path_factory):
   workdirs = [_build_run("cgan.py:tiny", str(root / "pix2pix")),
               _build_run("cyclegan.py:tiny", str(root / "cyclegan")),
               _build_run("vae.py:tiny", str(root / "vae")),
-              _build_run("siamese_gan.py:tiny,cond", str(root / "sgan_cond"))]
+              _build_run("siamese_gan.py:tiny,cond,ac",
+                         str(root / "sgan_cond"))]
   pillow_limit = Image.MAX_IMAGE_PIXELS
   app = demo.make_app(workdirs, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
   srv = demo.start(app, "127.0.0.1", 0)
@@ -140,6 +143,8 @@ def test_models_page_and_translation_over_http(server):
                    ("vae", []), ("siamese_gan", [])]
   assert [(m["num_classes"], m["class_names"]) for m in info["models"]] == [
       (0, []), (0, []), (0, []), (2, ["cat", "dog"])]
+  assert [[s["id"] for s in m["selections"]] for m in info["models"]] == [
+      [], [], [], ["real", "class"]]
   face = _face()
   for query, mode in [("model=0", "RGB"), ("model=1&direction=AtoB", "L"),
                       ("model=1&direction=BtoA", "RGB")]:
@@ -172,6 +177,29 @@ def test_a_class_conditional_run_samples_the_class_asked_for(server):
       cat, _sample_pixels(server, "model=3&seed=5&num=4"))
   assert "label must be between 0 and 1, got 2" in _error(
       server, "/api/sample?model=3&label=2", b"", 400)
+
+
+def test_samples_picked_by_the_discriminator_are_jaxgen_sample_s(server):
+  run = server.RequestHandlerClass.app.models["3"].run
+  for select, label in [("class", 1), ("real", 0)]:
+    got = _sample_pixels(
+        server, f"model=3&seed=5&num=4&label={label}&select={select}&"
+        "candidates=3")
+    want = sample.draw(run, 4, seed=5, batch_size=4, label=label,
+                       select=select, candidates=3)
+    np.testing.assert_array_equal(got, reporting.make_grid(want, cols=2))
+  plain = _sample_pixels(server, "model=3&seed=5&num=4&label=1")
+  picked = _sample_pixels(server, "model=3&seed=5&num=4&label=1&select=class")
+  assert np.abs(plain.astype(int) - picked.astype(int)).mean() > 1
+  # Refused, each with one sentence: a score the run has no head for, a
+  # run without a discriminator, too few or too many candidates.
+  assert "cannot pick samples by 'best'; it offers real, class" in _error(
+      server, "/api/sample?model=3&select=best", b"", 400)
+  assert "it has no discriminator to rank by" in _error(
+      server, "/api/sample?model=2&select=real", b"", 400)
+  for n in (1, 17):
+    assert "candidates must be between 2 and 16" in _error(
+        server, f"/api/sample?model=3&select=real&candidates={n}", b"", 400)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16", "CMYK", "1"])
@@ -364,3 +392,18 @@ def test_page_in_chromium(page, server, tmp_path):
   assert page.get_attribute("#result", "src") != first
   assert page.get_attribute("#download", "download") == (
       "jaxgen-siamese_gan-seed0-dog.png")
+  # Its discriminator can pick each image; choosing a score redraws.
+  assert page.is_visible("#pick-field")
+  assert page.eval_on_selector_all(
+      "#pick option", "os => os.map(o => o.textContent)") == [
+          "one draw", "best of 5 by D's real/fake score",
+          "best of 5 by D's class head"]
+  page.select_option("#pick", "class")
+  assert _next_result(page, 10) == (74, 74)
+  assert page.get_attribute("#download", "download") == (
+      "jaxgen-siamese_gan-seed0-dog-best5-class.png")
+  picked = np.asarray(_download(page).convert("RGB"))
+  _, _, body = _post(server, "/api/sample?model=3&seed=0&label=1&"
+                     "select=class&candidates=5", b"")
+  np.testing.assert_array_equal(
+      picked, np.asarray(Image.open(io.BytesIO(body)).convert("RGB")))

@@ -9,7 +9,10 @@ The page offers, for each loaded run (chosen from a list):
     direction (face -> sketch, sketch -> face) where the run has both, the
     label of a label-conditioned pix2pix; the result beside the input, with
     a download link;
-  * generative runs (VAE, GAN, siamese GAN): "sample a grid" with a seed.
+  * generative runs (VAE, GAN, siamese GAN): "sample a grid" with a seed
+    (and the class of a class-conditional run); for GANs each image may be
+    the best of 5 draws by the run's own discriminator, by its real/fake
+    score or by its class head (`:cond,ac`), as `jaxgen-sample --select`.
 
 From a notebook:
 

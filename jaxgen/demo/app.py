@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxgen import reporting
 from jaxgen import run as run_lib
+from jaxgen import sample as sample_lib
 from jaxgen.demo import images
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
@@ -39,6 +40,11 @@ DIRECTION_NAMES = {"": "sketch → face", "BtoA": "sketch → face",
                    "AtoB": "face → sketch"}
 SAMPLE_NUM = 16
 MAX_SAMPLE_NUM = 64
+# Best-of-k sampling by the run's own discriminator (jaxgen.sample.draw):
+# the page's choices, and the draws per image (the query's `candidates`).
+SELECT_NAMES = {"real": "D's real/fake score", "class": "D's class head"}
+SELECT_CANDIDATES = 5
+MAX_SELECT_CANDIDATES = 16
 # A browser sending a body a little over the limit only sees the 413 if the
 # server reads what it sent; beyond this much the connection is just closed.
 _MAX_DRAIN = 64 * 1024 * 1024
@@ -92,6 +98,8 @@ class Model:
     self.class_names = (names if len(names) == self.num_classes else
                         [f"class {k}" for k in range(self.num_classes)])
     self.generative = run.generates
+    # Scores the samples can be picked by (none for VAEs and translators).
+    self.selections = sample_lib.selections(run) if self.generative else []
     self.res = int(run.config.data.get("crop_size", 0) or 0)
     if not self.directions and not self.generative:
       raise run_lib.RunError(
@@ -113,7 +121,10 @@ class Model:
             "directions": [{"id": d, "name": DIRECTION_NAMES.get(d, d)}
                            for d in self.directions],
             "num_classes": self.num_classes, "class_names": self.class_names,
-            "generative": self.generative}
+            "generative": self.generative,
+            "selections": [{"id": s, "name": SELECT_NAMES.get(s, s)}
+                           for s in self.selections],
+            "candidates": SELECT_CANDIDATES}
 
   def _input_channels(self, direction: str) -> int:
     if direction:  # CycleGAN converts its inputs' channels itself.
@@ -137,12 +148,43 @@ class Model:
     """`num` copies of `label` for a class-conditional model, else None."""
     return jnp.full((num,), label, jnp.int32) if self.num_classes else None
 
-  def sample(self, seed: int, num: int, label: int = 0) -> bytes:
-    """A PNG grid of `num` generated images (all of class `label` where the
-    model is class-conditional; the same seed gives the same codes)."""
-    out = np.asarray(self.run.generate(jax.random.key(seed), num,
-                                       labels=self._labels(label, num)))
+  def sample(self, seed: int, num: int, label: int = 0, select: str = "",
+             candidates: int = SELECT_CANDIDATES) -> bytes:
+    """A PNG grid of `num` generated images.
+
+    Args:
+      seed: the noise seed; the same seed gives the same images.
+      num: images in the grid.
+      label: the class of every image where the model is class-conditional.
+      select: "" (each image one draw), or one of `self.selections`: each
+        image the best of `candidates` draws by that score of the model's
+        discriminator (jaxgen.sample.draw).
+      candidates: draws per image with `select`.
+
+    Returns:
+      The PNG's bytes.
+    """
+    if select:
+      out = sample_lib.draw(
+          self.run, num, seed, batch_size=num, select=select,
+          candidates=candidates, label=label if self.num_classes else None)
+    else:
+      out = np.asarray(self.run.generate(jax.random.key(seed), num,
+                                         labels=self._labels(label, num)))
     return images.to_png(reporting.make_grid(out, cols=math.isqrt(num - 1) + 1))
+
+  def selection(self, query: Dict[str, str]) -> Tuple[str, int]:
+    """The request's (select, candidates); ("", 0) unless it asks for one."""
+    select = query.get("select", "")
+    if not select:
+      return "", 0
+    if select not in self.selections:
+      offered = (f"it offers {', '.join(self.selections)}"
+                 if self.selections else "it has no discriminator to rank by")
+      raise RequestError(f"{self.name} cannot pick samples by {select!r}; "
+                         f"{offered}.")
+    return select, _int(query, "candidates", SELECT_CANDIDATES, 2,
+                        MAX_SELECT_CANDIDATES)
 
   def warm_up(self):
     """Compiles every function the page can call, so no user waits for it."""
@@ -154,6 +196,8 @@ class Model:
     if self.generative:
       jax.block_until_ready(self.run.generate(
           jax.random.key(0), SAMPLE_NUM, labels=self._labels(0, SAMPLE_NUM)))
+    if self.selections:  # One call of D scores every selection.
+      self.sample(0, SAMPLE_NUM, select=self.selections[0], candidates=2)
 
 
 def _int(query: Dict[str, str], key: str, default: int, lo: int,
@@ -268,9 +312,10 @@ class DemoApp:
     seed = _int(query, "seed", 0, 0, 2 ** 31 - 1)
     num = _int(query, "num", SAMPLE_NUM, 1, MAX_SAMPLE_NUM)
     label = model.label(query)
+    select, candidates = model.selection(query)
     start = time.perf_counter()
     with self._lock:
-      png = model.sample(seed, num, label)
+      png = model.sample(seed, num, label, select, candidates)
     return Response(200, "image/png", png, {
         "X-Jaxgen-Seconds": f"{time.perf_counter() - start:.3f}"})
 
