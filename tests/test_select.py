@@ -116,3 +116,14 @@ def test_selection_that_does_not_apply_is_refused(name, variant, select,
     sample.sample_run(r, str(tmp_path / "out"), num=2, select=select,
                       candidates=candidates)
   assert not (tmp_path / "out").exists()  # Refused before writing.
+
+
+@pytest.mark.parametrize("name,variant,offered", [
+    ("siamese_gan", "tiny,cond,ac", ["real", "class"]),
+    ("siamese_gan", "tiny,cond", ["real"]),
+    ("gan", "tiny", ["real"]),
+    ("vae", "tiny", []),
+])
+def test_selections_lists_the_scores_a_run_can_be_picked_by(name, variant,
+                                                           offered):
+  assert sample.selections(_run(name, variant)) == offered
