@@ -253,14 +253,11 @@ def make_test(workdir: str, num: int = 32, seed: int = 0,
   real = real[pick]
   real_classes = (None if real_classes is None
                   else [real_classes[i] for i in pick])
-  key = jax.random.key(seed)
   labels = np.arange(num) % len(names) if names else None
   if select is not None:  # Asks for the classes in turn too.
     generated = sample.draw(r, num, seed, num, None, select, candidates)
-  elif names:
-    generated = np.asarray(r.generate(key, num, labels))
   else:
-    generated = np.asarray(r.generate(key, num))
+    generated = np.asarray(r.generate(jax.random.key(seed), num, labels))
   generated_classes = None if labels is None else [names[i] for i in labels]
   test = shuffle(real, generated, real_classes, generated_classes, seed)
   return test._replace(info={
